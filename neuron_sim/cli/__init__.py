@@ -1,0 +1,1 @@
+"""Command-line faces: neuron-sim ls / neff / run."""

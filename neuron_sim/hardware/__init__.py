@@ -1,0 +1,1 @@
+"""Simulated hardware: the instance catalog, devices, NeuronCores and HBM banks."""

@@ -1,0 +1,1 @@
+"""NEFF files: the real container layout, metadata, builder and inspector."""

@@ -1,0 +1,1 @@
+"""The runtime layer: init/close, reservation, placement, memory, tensors, execution, async, clock."""
