@@ -1,0 +1,268 @@
+"""Read a NEFF (ours or compiler-made) from bytes into a ``Neff``, trusting no length, offset or member.
+
+Checks run in the order libnrt applies them: sizes, packager (pkg_version), NEFF major version (0..2,
+minor never checked), feature bits, then the archive and its members. Every failure is a NeffError
+carrying NRT_INVALID or NRT_UNSUPPORTED_NEFF_VERSION; nothing else escapes ``read_neff``.
+
+Decisions where the spec is silent:
+- The payload starts at ``header_size`` (which must be >= 1024 and < file size) and is ``data_size`` long.
+- num_tpb 0 and lnc_size other than 0/1/2 are NRT_INVALID; lnc_size 0 means 1.
+- Feature bit 63 is tolerated (older runtimes advertised it as supported); bits outside
+  ``supported_features`` below bit 63 reject the NEFF as "compiled by a newer version".
+- Hash (only with ``validate_hash``): the compiler's word-swapped digest and the plain digest both pass.
+  A mismatch on a neuron_sim NEFF (it has ``sim/`` members) or on an unreadable archive raises
+  "MD5 mismatch!"/"SHA256 mismatch!". A compiler-made NEFF whose hash matches neither form is not
+  refused: its scheme is unknown, ``hash_status`` is "unknown-scheme" and the runtime logs a warning.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.lib.format as npy_format
+
+from neuron_sim.compute.graph import Graph
+from neuron_sim.dtypes import dtype_name, numpy_dtype
+from neuron_sim.neff import metadata as md
+from neuron_sim.neff.errors import NeffError, invalid, unsupported
+from neuron_sim.neff.header import HEADER_SIZE, NeffHeader
+from neuron_sim.neff.metadata import IoTensor
+from neuron_sim.neff.package import hash_algorithm, hash_matches, compute_hash, read_archive
+
+SUPPORTED_FEATURE_BITS = (1 << 27) - 1      # bits 0-26 known to this runtime
+TOLERATED_FEATURE_BITS = 1 << 63            # never reported as "newer compiler"
+SUPPORTED_MAJOR_VERSIONS = range(0, 3)
+GRAPH_MEMBER = "sim/graph.json"
+WEIGHTS_DIR = "sim/weights/"
+_SG_MEMBER = re.compile(r"sg\d+/")
+
+__all__ = ["IoTensor", "Neff", "NeffError", "SUPPORTED_FEATURE_BITS", "read_neff", "read_neff_file",
+           "verify_hash", "hash_fields"]
+
+
+@dataclass(frozen=True, eq=False)
+class Neff:
+    """A loaded NEFF: header, identity, IO tensors, and (for neuron_sim NEFFs) the executable graph and weights."""
+
+    header: NeffHeader
+    name: str
+    uuid: str
+    version: tuple[int, int]
+    architecture: str
+    num_cores: int
+    lnc_size: int
+    inputs: tuple[IoTensor, ...]
+    outputs: tuple[IoTensor, ...]
+    graph: Graph | None
+    weights: Mapping[str, np.ndarray] = field(default_factory=lambda: types.MappingProxyType({}))
+    constants_bytes: int = 0
+    code_bytes: int = 0
+    scratchpad_bytes: int = 0
+    hash_status: str = "unchecked"
+    members: tuple[str, ...] = ()
+    file_size: int = 0
+
+    @property
+    def is_opaque(self) -> bool:
+        """True for compiler-made NEFFs: their instructions cannot be executed by neuron_sim."""
+        return self.graph is None
+
+
+def _check_container(data: bytes) -> tuple[NeffHeader, memoryview]:
+    """Header checks in libnrt order; returns the header and the payload view."""
+    size = len(data)
+    if size < HEADER_SIZE:
+        raise invalid(f"Invalid NEFF data size: file is {size} bytes, shorter than the {HEADER_SIZE}-byte header")
+    header = NeffHeader.unpack(data)
+    if not HEADER_SIZE <= header.header_size < size:
+        raise invalid(f"Invalid NEFF header size: header_size {header.header_size}, file size {size} "
+                      f"(must be at least {HEADER_SIZE} and below the file size)")
+    if header.data_size > size - header.header_size:
+        raise invalid(f"Invalid NEFF data size: data_size {header.data_size} exceeds the "
+                      f"{size - header.header_size} bytes after the header")
+    hash_algorithm(header.pkg_version)
+    return header, memoryview(data)[header.header_size:header.header_size + header.data_size]
+
+
+def _check_versions(header: NeffHeader, supported_features: int) -> None:
+    major, minor = header.neff_version_major, header.neff_version_minor
+    if major not in SUPPORTED_MAJOR_VERSIONS:
+        raise unsupported(f"NEFF version: {major}.{minor} is not supported, accepted version range: 0.x-2.x")
+    newer = header.feature_bits & ~supported_features & ~TOLERATED_FEATURE_BITS
+    if newer:
+        raise unsupported(
+            f"This NEFF (version {major}.{minor}, features: {header.feature_bits:#x}) has been compiled by a newer "
+            f"version of Neuron compiler. Features supported by this Neuron Runtime: {supported_features:#x}")
+    if header.num_tpb == 0:
+        raise invalid("Invalid NEFF: num_tpb is 0; a NEFF needs at least one NeuronCore")
+    if header.lnc_size not in (0, 1, 2):
+        raise invalid(f"Invalid NEFF: lnc_size {header.lnc_size} is not supported; accepted: 1 or 2 (0 means 1)")
+
+
+def _mismatch(header: NeffHeader, payload: memoryview) -> NeffError:
+    algo = "MD5" if hash_algorithm(header.pkg_version) == "md5" else "SHA256"
+    return invalid(f"{algo} mismatch! NEFF header hash {header.hash.hex()} does not match the payload "
+                   f"(computed {compute_hash(payload, header.pkg_version).hex()})")
+
+
+def _load_npy(raw: bytes, member: str, expected: tuple | None) -> np.ndarray:
+    """A .npy member without pickles and without trusting its header: the data length must match the shape."""
+    fp = io.BytesIO(raw)
+    try:
+        major, _ = npy_format.read_magic(fp)
+        if major == 1:
+            shape, fortran, dtype = npy_format.read_array_header_1_0(fp)
+        elif major == 2:
+            shape, fortran, dtype = npy_format.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"npy format version {major} is not supported (1 or 2)")
+    except (ValueError, TypeError, SyntaxError, OverflowError, MemoryError) as exc:
+        raise invalid(f"NEFF member {member} is not a valid .npy file: {exc}") from None
+    if dtype.hasobject:
+        raise invalid(f"NEFF member {member} holds Python objects; only numeric arrays are accepted")
+    count = math.prod(shape)
+    offset = fp.tell()
+    if len(raw) - offset != count * dtype.itemsize:
+        raise invalid(f"NEFF member {member} holds {len(raw) - offset} data bytes but its header declares "
+                      f"{count * dtype.itemsize} ({dtype} {list(shape)})")
+    if expected is not None:
+        want_dtype, want_shape = numpy_dtype(expected[0]), expected[1]
+        if dtype.kind == "V" and dtype.itemsize == want_dtype.itemsize and not dtype.fields:
+            dtype = want_dtype      # ml_dtypes (bfloat16, fp8) are saved as raw void
+        if dtype != want_dtype or tuple(shape) != tuple(want_shape):
+            raise invalid(f"NEFF member {member} is {dtype} {list(shape)} but tensor_map.json declares "
+                          f"{dtype_name(expected[0])} {list(want_shape)}")
+    arr = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
+    return arr.reshape(shape, order="F" if fortran else "C")
+
+
+def _load_sim(members: Mapping[str, bytes], header: NeffHeader, inputs: tuple[IoTensor, ...],
+              outputs: tuple[IoTensor, ...], consts: Mapping[str, tuple]) -> tuple[Graph, dict[str, np.ndarray]]:
+    if GRAPH_MEMBER not in members:
+        raise invalid(f"NEFF is missing member {GRAPH_MEMBER} (it has other sim/ members)")
+    try:
+        graph = Graph.from_json(members[GRAPH_MEMBER])
+    except (ValueError, RecursionError) as exc:
+        raise invalid(f"NEFF member {GRAPH_MEMBER}: {exc}") from None
+    for usage, declared, listed in (("input", graph.inputs, inputs), ("output", graph.outputs, outputs)):
+        got = [(s.name, s.dtype, tuple(s.shape)) for s in declared]
+        want = [(t.name, dtype_name(t.dtype), t.shape) for t in listed]
+        try:
+            got = [(n, dtype_name(d), s) for n, d, s in got]
+        except (ValueError, KeyError) as exc:
+            raise invalid(f"NEFF member {GRAPH_MEMBER}: {exc}") from None
+        if got != want:
+            raise invalid(f"NEFF member {GRAPH_MEMBER}: {usage}s {got} disagree with neff.json's {want}")
+    if len(graph.subgraphs) != header.num_tpb:
+        raise invalid(f"Invalid NEFF: header num_tpb {header.num_tpb} but {GRAPH_MEMBER} has "
+                      f"{len(graph.subgraphs)} subgraphs (one per NeuronCore)")
+    weights: dict[str, np.ndarray] = {}
+    for name in graph.weight_names:
+        member = f"{WEIGHTS_DIR}{name}.npy"
+        if member not in members:
+            raise invalid(f"NEFF is missing member {member} (weight {name!r} of {GRAPH_MEMBER})")
+        weights[name] = _load_npy(members[member], member, consts.get(name))
+    return graph, weights
+
+
+def read_neff(data: bytes | bytearray | memoryview, *, validate_hash: bool = False,
+              supported_features: int = SUPPORTED_FEATURE_BITS) -> Neff:
+    """Parse and validate NEFF bytes; NeffError (NRT_INVALID / NRT_UNSUPPORTED_NEFF_VERSION) names any problem."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"read_neff takes bytes, bytearray or memoryview, got {type(data).__name__}")
+    try:
+        return _read(bytes(data), validate_hash, supported_features)
+    except NeffError:
+        raise
+    except RecursionError:
+        raise invalid("NEFF metadata is nested too deeply") from None
+    except MemoryError:
+        raise invalid("NEFF declares more data than can be held in memory") from None
+    except Exception as exc:  # a parser gap must still surface as a load failure, never a traceback
+        raise invalid(f"NEFF is malformed: {type(exc).__name__}: {exc}") from None
+
+
+def _read(data: bytes, validate_hash: bool, supported_features: int) -> Neff:
+    header, payload = _check_container(data)
+    _check_versions(header, supported_features)
+    matches = hash_matches(header.hash, payload, header.pkg_version) if validate_hash else True
+    try:
+        members = read_archive(payload)
+    except NeffError:
+        if not matches:
+            raise _mismatch(header, payload) from None
+        raise
+    ours = any(n.startswith("sim/") for n in members)
+    if not validate_hash:
+        hash_status = "unchecked"
+    elif matches:
+        hash_status = "ok"
+    elif ours:
+        raise _mismatch(header, payload)
+    else:
+        hash_status = "unknown-scheme"
+
+    neff_doc = md.load_json(members, "neff.json")
+    inputs, outputs = md.parse_io(neff_doc)
+    archs: set[str] = set()
+    defs: list[md.DefSummary] = []
+    for kelf in md.kelf_members(neff_doc, members):
+        arch, def_paths = md.parse_kelf(md.load_json(members, kelf), kelf, members)
+        archs.add(arch)
+        defs.extend(md.parse_def(md.load_json(members, p), p) for p in def_paths if p not in {d.member for d in defs})
+    if len(archs) > 1:
+        raise invalid(f"NEFF kelf files disagree on the target architecture: {sorted(archs)}")
+    consts: dict[str, tuple] = {}
+    for summary in defs:
+        md.check_def(summary, inputs + outputs)
+        tmap = summary.member.rsplit("/", 1)[0] + "/tensor_map.json" if "/" in summary.member else "tensor_map.json"
+        if tmap in members:
+            consts.update(md.check_tensor_map(md.load_json(members, tmap), tmap, inputs + outputs))
+
+    graph: Graph | None = None
+    weights: dict[str, np.ndarray] = {}
+    if ours:
+        graph, weights = _load_sim(members, header, inputs, outputs, consts)
+        constants = sum(w.nbytes for w in weights.values()) + graph.declared.constants_bytes
+        code = len(members[GRAPH_MEMBER]) + sum(len(v) for k, v in members.items() if _SG_MEMBER.match(k))
+        scratch = graph.declared.scratchpad_bytes
+    else:
+        constants = sum(d.file_bytes for d in defs)
+        code = sum(len(v) for k, v in members.items() if _SG_MEMBER.match(k) and k.endswith(".bin"))
+        scratch = max((d.scratchpad_bytes for d in defs), default=0)
+    return Neff(
+        header=header, name=header.name, uuid=header.uuid.hex(),
+        version=(header.neff_version_major, header.neff_version_minor),
+        architecture=archs.pop(), num_cores=header.num_tpb, lnc_size=header.lnc_size or 1,
+        inputs=inputs, outputs=outputs, graph=graph, weights=types.MappingProxyType(weights),
+        constants_bytes=constants, code_bytes=code, scratchpad_bytes=scratch, hash_status=hash_status,
+        members=tuple(sorted(members)), file_size=len(data),
+    )
+
+
+def read_neff_file(path: str | os.PathLike, **kw) -> Neff:
+    """``read_neff`` on a file's bytes; an unreadable file is NeffError(NRT_INVALID) naming the path."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise invalid(f"Failed to read NEFF file {os.fspath(path)}: {exc.strerror or exc}") from None
+    return read_neff(data, **kw)
+
+
+def hash_fields(data: bytes | bytearray | memoryview) -> tuple[str, bytes, bytes, bool]:
+    """(algorithm, stored hash, computed hash in the compiler's form, matches) for NEFF bytes."""
+    header, payload = _check_container(bytes(data))
+    algo = hash_algorithm(header.pkg_version)
+    return algo, header.hash, compute_hash(payload, header.pkg_version), hash_matches(header.hash, payload, header.pkg_version)
+
+
+def verify_hash(data: bytes | bytearray | memoryview) -> bool:
+    """True when the header hash equals the payload hash; NeffError when the container itself is invalid."""
+    return hash_fields(data)[3]

@@ -1,0 +1,332 @@
+"""The Runtime: one libnrt instance of this process — its cores, device memory, tensors and models.
+
+Faces (``neuron_sim.nrt``, ``neuron_sim.api``) call these methods; every failure raises NrtError with
+the NRT status and has already been logged in the runtime's wording.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Mapping
+
+from neuron_sim import nrtlog
+from neuron_sim.config import RuntimeConfig, check_cores_in_range, load_config
+from neuron_sim.hardware.model import LogicalCore, Machine
+from neuron_sim.hardware.select import select_machine
+from neuron_sim.runtime.clock import make_clock
+from neuron_sim.runtime.memory import DeviceMemory, OutOfDeviceMemory
+from neuron_sim.runtime.reservation import CoresUnavailable, Reservation, default_state_dir, reserve
+from neuron_sim.runtime.tensors import FILL_BYTES, Placement, Storage, Tensor
+from neuron_sim.status import NrtError, NrtStatus, status_name
+
+HOST_TENSOR_LIMIT = 4 << 20      # deprecated HOST placement: DMA-able host memory, at most 4 MB
+TENSOR_SIZE_LIMIT = 4 << 30      # nrt_tensor_allocate does not support 4 GB or more (known issue)
+
+
+def fail(status: NrtStatus, module: str, function: str, message: str) -> NrtError:
+    """Log an ERROR line in the runtime's format and return the NrtError to raise."""
+    nrtlog.error(module, function, message)
+    return NrtError(status, message)
+
+
+class CoreState:
+    """Per logical core of this process: execution lock, simulated busy-until time, counters."""
+
+    __slots__ = ("core", "vnc", "lock", "busy_until", "models", "scratchpad", "stats")
+
+    def __init__(self, core: LogicalCore, vnc: int) -> None:
+        self.core = core
+        self.vnc = vnc
+        self.lock = threading.Lock()
+        self.busy_until = 0.0
+        self.models = 0                  # models placed here (for least-used placement)
+        self.scratchpad = None           # Allocation of the shared scratchpad
+        self.stats = {"completed": 0, "completed_with_num_err": 0, "timed_out": 0, "incorrect_input": 0,
+                      "completed_with_err": 0, "device_time_s": 0.0}
+
+
+class Runtime:
+    """An initialised runtime: reserved cores renumbered from 0, device memory, loaded models, tensors."""
+
+    def __init__(self, config: RuntimeConfig, machine: Machine, reservation: Reservation) -> None:
+        self.config = config
+        self.machine = machine
+        self.reservation = reservation
+        self.clock = make_clock(config.clock)
+        self.memory = DeviceMemory(machine)
+        self.cores = [CoreState(machine.core(g), vnc) for vnc, g in enumerate(reservation.logical_cores)]
+        self.fill = FILL_BYTES[config.fill]
+        self.lock = threading.RLock()
+        self.model_ids = itertools.count(1001)
+        self.models: dict[int, object] = {}
+        self.tensor_cv = threading.Condition()
+        self.closed = False
+        self._runtime_allocs = []
+        for cs in self.cores:
+            mem = machine.generation.microcode_bytes * max(1, len(cs.core.physical_ids))
+            self._runtime_allocs.append(self.memory.allocate(cs.core, "runtime", mem))
+        # set by neuron_sim.runtime.models / execution / async_exec on first use
+        self.shared_constants: dict = {}
+        self.async_queue = None
+
+    # ---- cores -------------------------------------------------------------------------------------
+    @property
+    def visible_count(self) -> int:
+        return len(self.cores)
+
+    def core_state(self, vnc: int, function: str) -> CoreState:
+        """The core a process-local index names, or NRT_INVALID naming the accepted range."""
+        if isinstance(vnc, bool) or not isinstance(vnc, int) or not 0 <= vnc < len(self.cores):
+            raise fail(NrtStatus.INVALID, "NRT", function,
+                       f"Invalid NeuronCore index {vnc}: this process has {len(self.cores)} visible "
+                       f"NeuronCore(s), valid indices are 0-{len(self.cores) - 1}")
+        return self.cores[vnc]
+
+    def global_core_ids(self) -> tuple[int, ...]:
+        """Process-local index i → machine-wide logical core id (the renumbering of VISIBLE_CORES)."""
+        return tuple(cs.core.global_id for cs in self.cores)
+
+    # ---- tensors -----------------------------------------------------------------------------------
+    def tensor_allocate(self, placement: int, vnc: int, size: int, name: str | None) -> Tensor:
+        """nrt_tensor_allocate: device bytes are accounted on the core's HBM bank, never allocated."""
+        fn = "nrt_tensor_allocate"
+        try:
+            placement = Placement(placement)
+        except ValueError:
+            raise fail(NrtStatus.INVALID, "NRT", fn, f"Invalid tensor placement {placement}: expected "
+                       "0 (NRT_TENSOR_PLACEMENT_DEVICE), 1 (HOST) or 2 (VIRTUAL)") from None
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise fail(NrtStatus.INVALID, "NRT", fn, f"Invalid tensor size {size!r}: expected a byte count >= 0")
+        if size >= TENSOR_SIZE_LIMIT:
+            raise fail(NrtStatus.RESOURCE, "NRT", fn,
+                       f"Failed to allocate tensor '{name}' of {size} bytes: tensors of 4 GB or more are not "
+                       "supported; split it into smaller tensors")
+        label = name or "tensor"
+        if placement is Placement.DEVICE:
+            cs = self.core_state(vnc, fn)
+            try:
+                alloc = self.memory.allocate(cs.core, "tensors", size)
+            except OutOfDeviceMemory as exc:
+                self.log_oom(exc)
+                raise fail(NrtStatus.RESOURCE, "NRT", fn,
+                           f"nrt_tensor_allocate status=4 message=\"Allocation Failure\" tensor '{label}' "
+                           f"({size} bytes) on NC {vnc}") from None
+            storage = Storage(size, self.fill, alloc, self.memory)
+            return Tensor(label, placement, cs.core, vnc, size, storage)
+        if placement is Placement.HOST and size > HOST_TENSOR_LIMIT:
+            raise fail(NrtStatus.RESOURCE, "NRT", fn,
+                       f"HOST placement is limited to 4 MB of DMA-able host memory, tensor '{label}' asks "
+                       f"{size} bytes; use NRT_TENSOR_PLACEMENT_VIRTUAL or DEVICE")
+        return Tensor(label, placement, None, -1, size, Storage(size, self.fill))
+
+    def tensor_allocate_empty(self, name: str | None) -> Tensor:
+        return Tensor(name or "tensor", Placement.VIRTUAL, None, -1, 0, None)
+
+    def tensor_free(self, t: Tensor) -> None:
+        """Free a tensor; slices keep shared storage alive until the last one is freed."""
+        if t.freed:
+            return
+        self.wait_idle(t)
+        t.freed = True
+        if t.storage is not None:
+            t.storage.release()
+        t.drop_views()
+
+    def check_tensor(self, t: object, function: str) -> Tensor:
+        if not isinstance(t, Tensor):
+            raise fail(NrtStatus.INVALID, "NRT", function, f"Invalid tensor handle {t!r}")
+        if t.freed:
+            raise fail(NrtStatus.INVALID_HANDLE, "NRT", function, f"Tensor '{t.name}' was already freed")
+        return t
+
+    def check_range(self, t: Tensor, offset: int, size: int, function: str) -> None:
+        if (isinstance(offset, bool) or isinstance(size, bool) or not isinstance(offset, int)
+                or not isinstance(size, int) or offset < 0 or size < 0 or offset + size > t.size):
+            raise fail(NrtStatus.INVALID, "NRT", function,
+                       f"Out of bounds access to tensor '{t.name}': offset {offset} + size {size} exceeds its "
+                       f"{t.size} bytes; nothing was copied")
+
+    def tensor_write(self, t: Tensor, data, offset: int, size: int) -> None:
+        """Copy ``size`` bytes of ``data`` into the tensor at ``offset`` (waits for async users of it)."""
+        fn = "nrt_tensor_write"
+        self.check_tensor(t, fn)
+        self.check_range(t, offset, size, fn)
+        src = as_bytes(data, fn)
+        if src.nbytes < size:
+            raise fail(NrtStatus.INVALID, "NRT", fn,
+                       f"Buffer of {src.nbytes} bytes is smaller than the {size} bytes to write to '{t.name}'")
+        self.wait_idle(t)
+        t.bytes_view()[offset:offset + size] = src[:size]
+
+    def tensor_read(self, t: Tensor, offset: int, size: int, out=None):
+        """Copy ``size`` bytes from the tensor at ``offset``; into ``out`` if given, else a new bytearray."""
+        fn = "nrt_tensor_read"
+        self.check_tensor(t, fn)
+        self.check_range(t, offset, size, fn)
+        self.wait_idle(t)
+        if out is None:
+            return bytearray(t.bytes_view()[offset:offset + size])
+        dst = as_bytes(out, fn, writable=True)
+        if dst.nbytes < size:
+            raise fail(NrtStatus.INVALID, "NRT", fn,
+                       f"Buffer of {dst.nbytes} bytes is smaller than the {size} bytes to read from '{t.name}'")
+        dst[:size] = t.bytes_view()[offset:offset + size]
+        return out
+
+    def tensor_copy(self, src: Tensor, src_off: int, dst: Tensor, dst_off: int, size: int) -> None:
+        """Device-to-device copies need both tensors on the same NeuronCore."""
+        fn = "nrt_tensor_copy"
+        self.check_tensor(src, fn)
+        self.check_tensor(dst, fn)
+        self.check_range(src, src_off, size, fn)
+        self.check_range(dst, dst_off, size, fn)
+        if (src.placement is Placement.DEVICE and dst.placement is Placement.DEVICE
+                and src.core.global_id != dst.core.global_id):
+            raise fail(NrtStatus.INVALID, "NRT", fn,
+                       f"Device to device copy from '{src.name}' (NC {src.vnc}) to '{dst.name}' (NC {dst.vnc}) "
+                       "is only supported between tensors on the same NeuronCore")
+        self.wait_idle(src)
+        self.wait_idle(dst)
+        dst.bytes_view()[dst_off:dst_off + size] = src.bytes_view()[src_off:src_off + size]
+
+    def tensor_memset(self, t: Tensor, offset: int, value: int, size: int) -> None:
+        fn = "nrt_tensor_memset"
+        self.check_tensor(t, fn)
+        self.check_range(t, offset, size, fn)
+        self.wait_idle(t)
+        t.bytes_view()[offset:offset + size] = value & 0xFF
+
+    def tensor_slice(self, src: Tensor, offset: int, size: int, name: str | None) -> Tensor:
+        """A view sharing ``src``'s storage (refcounted: it outlives a freed source)."""
+        fn = "nrt_tensor_allocate_slice"
+        self.check_tensor(src, fn)
+        self.check_range(src, offset, size, fn)
+        if src.storage is None:
+            raise fail(NrtStatus.INVALID, "NRT", fn, f"Tensor '{src.name}' has no storage to slice")
+        src.storage.retain()
+        return Tensor(name or f"{src.name}[slice]", src.placement, src.core, src.vnc, size, src.storage,
+                      src.offset + offset)
+
+    def tensor_attach_buffer(self, t: Tensor, buffer, size: int) -> None:
+        """Free owned storage and use caller memory (the caller keeps owning it); placement becomes VIRTUAL."""
+        fn = "nrt_tensor_attach_buffer"
+        self.check_tensor(t, fn)
+        mem = as_bytes(buffer, fn, writable=True)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0 or size > mem.nbytes:
+            raise fail(NrtStatus.INVALID, "NRT", fn,
+                       f"Invalid size {size!r} for a buffer of {mem.nbytes} bytes attached to '{t.name}'")
+        self.wait_idle(t)
+        if t.storage is not None:
+            t.storage.release()
+        t.storage = Storage(size, 0, buffer=mem[:size])
+        t.size, t.offset, t.placement, t.core, t.vnc = size, 0, Placement.VIRTUAL, None, -1
+        t.drop_views()
+
+    def wait_idle(self, t: Tensor) -> None:
+        """Block while a pending async request uses the tensor (no stale reads, no torn writes)."""
+        if t.pending:
+            with self.tensor_cv:
+                while t.pending:
+                    self.tensor_cv.wait()
+
+    # ---- memory ------------------------------------------------------------------------------------
+    def log_oom(self, exc: OutOfDeviceMemory) -> None:
+        for module, function, text in exc.log_lines:
+            nrtlog.error(module, function, text)
+
+    def memory_stats(self, vnc: int) -> tuple[int, int]:
+        """(bytes_used, bytes_limit) of a visible core."""
+        cs = self.core_state(vnc, "nrt_get_vnc_memory_stats")
+        return self.memory.core_used(cs.core), self.memory.core_limit(cs.core)
+
+    # ---- close -------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Drain async work, unload every model, return every byte and release the cores."""
+        if self.closed:
+            return
+        if self.async_queue is not None:
+            self.async_queue.shutdown()
+        from neuron_sim.runtime.models import unload_all
+        unload_all(self)
+        for a in self._runtime_allocs:
+            self.memory.free(a)
+        self.closed = True
+        self.reservation.release()
+
+
+def as_bytes(data, function: str, writable: bool = False):
+    """A flat uint8 view of any buffer-protocol object (numpy array, bytes, bytearray, memoryview)."""
+    import numpy as np
+    try:
+        if isinstance(data, np.ndarray):
+            arr = data if data.flags.c_contiguous else (None if writable else np.ascontiguousarray(data))
+            if arr is None:
+                raise ValueError("buffer is not C-contiguous")
+            return arr.reshape(-1).view(np.uint8)
+        mv = memoryview(data)
+        if writable and mv.readonly:
+            raise ValueError("buffer is read-only")
+        return np.frombuffer(mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv, np.uint8)
+    except (TypeError, ValueError) as exc:
+        raise fail(NrtStatus.INVALID, "NRT", function,
+                   f"Invalid buffer {type(data).__name__}: {exc}; expected a contiguous "
+                   f"{'writable ' if writable else ''}bytes-like object or numpy array") from None
+
+
+def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
+    """nrt_init's work: parse the configuration, build the machine, reserve the cores, log as libnrt does."""
+    fn = "nrt_init"
+    env = os.environ if environ is None else environ
+    try:
+        config = load_config(env)
+    except NrtError as exc:
+        nrtlog.configure(None)
+        raise fail(exc.status, "NRT", fn, exc.message) from None
+    nrtlog.configure(config)
+    for warning in config.warnings:
+        nrtlog.warn("NRT", fn, warning)
+    try:
+        machine = select_machine(config.instance_type, config.topology_file, config.logical_nc_config)
+    except ValueError as exc:
+        raise fail(NrtStatus.INVALID, "NRT", fn, str(exc)) from None
+    try:
+        check_cores_in_range(config, machine.total_cores)
+    except NrtError as exc:
+        raise fail(exc.status, "NRT", fn, exc.message) from None
+    version = ".".join(str(p) for p in config.runtime_version)
+    nrtlog.info("NRT", fn, f"Neuron Runtime {version} built on neuron_sim")
+    nrtlog.info("NRT", "nrt_allocate_neuron_cores",
+                f"Instance info:: device count:{len(machine.devices)} cores per device:"
+                f"{machine.cores_per_device} architecture:{machine.family}")
+    visible = config.visible_cores
+    if visible is None and config.num_cores > machine.total_cores:
+        raise fail(NrtStatus.RESOURCE, "NRT", "nrt_allocate_neuron_cores",
+                   f"Logical Neuron Core(s) not available - Requested:{config.num_cores} "
+                   f"Available:{machine.total_cores} Logical Core size {machine.lnc}: NEURON_RT_NUM_CORES="
+                   f"{config.num_cores} is more than the {machine.total_cores} NeuronCores of {machine.instance_type}")
+    state_dir = default_state_dir(machine, {"NEURON_SIM_STATE_DIR": config.state_dir} if config.state_dir else {})
+    try:
+        reservation = reserve(state_dir, machine, visible=visible, num_cores=config.num_cores,
+                              runtime_version=version)
+    except CoresUnavailable as exc:
+        nrtlog.error("NRT", "nrt_allocate_neuron_cores", exc.message)
+        for line in exc.lines:
+            nrtlog.error("NRT", "nrt_allocate_neuron_cores", line)
+        raise NrtError(exc.status, exc.message) from None
+    except OSError as exc:
+        raise fail(NrtStatus.FAILURE, "NRT", "nrt_allocate_neuron_cores",
+                   f"Cannot use the state directory {state_dir} (NEURON_SIM_STATE_DIR): {exc}") from None
+    try:
+        rt = Runtime(config, machine, reservation)
+    except OutOfDeviceMemory as exc:
+        reservation.release()
+        raise fail(NrtStatus.RESOURCE, "NRT", fn, exc.message) from None
+    if nrtlog.enabled("INFO", "NRT"):
+        nrtlog.info("NRT", fn, f"Visible cores: {', '.join(str(c) for c in rt.global_core_ids())}, "
+                    f"LNC: {machine.lnc}")
+    return rt
+
+
+def describe_status(code: int) -> str:
+    return status_name(code)

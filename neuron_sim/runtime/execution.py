@@ -1,0 +1,156 @@
+"""nrt_execute: argument checks, one execution at a time per core, simulated duration, timeout, NaN status.
+
+Split in two so the async queue reuses it: ``prepare`` checks the tensor sets and binds numpy views
+(on the caller's thread), ``run`` computes and accounts simulated time (on whichever thread runs it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neuron_sim import nrtlog
+from neuron_sim.runtime.core import Runtime
+from neuron_sim.runtime.models import Binding, Model, check_model, opaque_outputs
+from neuron_sim.runtime.tensors import Placement, Tensor, TensorSet
+from neuron_sim.status import NrtError, NrtStatus
+
+_FLOAT_KINDS = frozenset("fcV")
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A checked request: the model and numpy views of its input and output tensors."""
+
+    model: Model
+    in_tensors: list[Tensor]
+    out_tensors: list[Tensor]
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+
+
+def _bind(rt: Runtime, model: Model, bindings: tuple[Binding, ...], tset: TensorSet, kind: str,
+          tensors: list[Tensor], views: dict[str, np.ndarray]) -> None:
+    if not isinstance(tset, TensorSet):
+        raise _invalid(rt, model, f"{kind} tensor set is not a tensor set handle: {tset!r}")
+    core_id = model.cores[0].core.global_id
+    for b in bindings:
+        t = tset.get(b.name)
+        if t is None:
+            raise _invalid(rt, model, f"{kind} tensor '{b.name}' is missing from the {kind} tensor set "
+                                      f"(model {model.name} {kind}s: {', '.join(x.name for x in bindings)})")
+        if t.freed:
+            raise _invalid(rt, model, f"{kind} tensor '{b.name}' was freed")
+        if t.size != b.size:
+            raise _invalid(rt, model, f"{kind} tensor '{b.name}' has {t.size} bytes, the model expects "
+                                      f"{b.size} bytes ({b.dtype} {list(b.shape)})")
+        if t.placement is Placement.DEVICE and t.core.global_id != core_id:
+            raise _invalid(rt, model, f"{kind} tensor '{b.name}' is on NC {t.vnc} but model {model.id} is on "
+                                      f"NC {model.start_vnc} (incorrect HBM)")
+        tensors.append(t)
+        views[b.name] = t.view(b.dtype, b.shape)
+
+
+def _invalid(rt: Runtime, model: Model, message: str) -> NrtError:
+    model.cores[0].stats["incorrect_input"] += 1
+    nrtlog.error("NRT", "nrt_execute", message)
+    return NrtError(NrtStatus.INVALID, message)
+
+
+def prepare(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> Prepared:
+    """Check every model input and output is present, of the model's size and on the model's core."""
+    check_model(rt, model, "nrt_execute")
+    in_t: list[Tensor] = []
+    out_t: list[Tensor] = []
+    in_v: dict[str, np.ndarray] = {}
+    out_v: dict[str, np.ndarray] = {}
+    _bind(rt, model, model.inputs, inputs, "input", in_t, in_v)
+    _bind(rt, model, model.outputs, outputs, "output", out_t, out_v)
+    return Prepared(model, in_t, out_t, in_v, out_v)
+
+
+def run(rt: Runtime, req: Prepared) -> NrtStatus:
+    """Execute a prepared request on its cores; returns SUCCESS or EXEC_COMPLETED_WITH_NUM_ERR, raises on error."""
+    model = req.model
+    cores = model.cores
+    for cs in cores:
+        cs.lock.acquire()
+    try:
+        clock = rt.clock
+        start = max([clock.now()] + [cs.busy_until for cs in cores])
+        duration = model.duration_s
+        timeout = rt.config.exec_timeout_s
+        if timeout > 0 and duration > timeout:
+            end = start + timeout
+            clock.wait_until(end)
+            for cs in cores:
+                cs.busy_until = end
+            cores[0].stats["timed_out"] += 1
+            raise _timeout(model, timeout)
+        sentinel = False
+        if model.compiled is not None:
+            model.compiled.run(req.inputs, req.outputs)
+        else:
+            sentinel = opaque_outputs(model, req.inputs, req.outputs)
+        end = start + duration
+        clock.wait_until(end)
+        for cs in cores:
+            cs.busy_until = end
+        stats = cores[0].stats
+        stats["device_time_s"] += duration
+    finally:
+        for cs in reversed(cores):
+            cs.lock.release()
+    if not sentinel and _has_nan(req.outputs):
+        stats["completed_with_num_err"] += 1
+        core = cores[0].core
+        nrtlog.warn("TDRV", "exec_consume_infer_status_notifications",
+                    f"Error notifications found on NC {model.start_vnc} (ND {core.device}): "
+                    "INFER_ERROR_SUBTYPE_NUMERICAL")
+        nrtlog.warn("NMGR", "dlr_infer", f"Inference completed with err: "
+                    f"{int(NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR)}. mode->h_nn={model.id}, "
+                    f"start_nc={model.start_vnc}, nc_count={len(cores)}")
+        return NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR
+    stats["completed"] += 1
+    return NrtStatus.SUCCESS
+
+
+def execute(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> NrtStatus:
+    """Synchronous nrt_execute."""
+    return run(rt, prepare(rt, model, inputs, outputs))
+
+
+def execute_repeat(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet, repeat: int) -> NrtStatus:
+    """Run ``repeat`` times, feeding the outputs of run n-1 to the inputs of run n (matched by position)."""
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise _invalid(rt, check_model(rt, model, "nrt_execute_repeat"),
+                       f"Invalid repeat count {repeat!r}: expected an integer >= 1")
+    req = prepare(rt, model, inputs, outputs)
+    status = run(rt, req)
+    pairs = [(i, o) for i, o in zip(model.inputs, model.outputs) if i.size == o.size]
+    for _ in range(repeat - 1):
+        for i, o in pairs:
+            np.copyto(req.inputs[i.name].view(np.uint8), req.outputs[o.name].view(np.uint8))
+        status = run(rt, req)
+    return status
+
+
+def _timeout(model: Model, timeout: float) -> NrtError:
+    core = model.cores[0].core
+    ms = int(round(timeout * 1000))
+    nrtlog.error("TDRV", "exec_consume_tpb_status_notifications",
+                 "Missing infer_status notification: (end:0)")
+    msg = (f"(FATAL-RT-UNDEFINED-STATE) execution timeout ({ms} ms) on Neuron Device {core.device} NC "
+           f"{core.local_id}, model {model.name}, waiting for execution completion notification")
+    nrtlog.error("TDRV", "exec_consume_infer_status_notifications", msg)
+    nrtlog.error("NMGR", "dlr_infer", f"Inference completed with err: {int(NrtStatus.TIMEOUT)}")
+    return NrtError(NrtStatus.TIMEOUT, f"execution timeout ({ms} ms) on Neuron Device {core.device} NC "
+                                       f"{core.local_id}, model {model.name}: simulated duration "
+                                       f"{model.duration_s:.3f} s exceeds NEURON_RT_EXEC_TIMEOUT={timeout:g}")
+
+
+def _has_nan(outputs: dict[str, np.ndarray]) -> bool:
+    for arr in outputs.values():
+        if arr.dtype.kind in _FLOAT_KINDS and arr.size and np.isnan(arr).any():
+            return True
+    return False

@@ -1,0 +1,191 @@
+"""OS advisory lock files: open a state file whatever is on disk, ``flock`` it, read and write its small record.
+
+``flock`` (BSD semantics) is used, not ``fcntl``/``lockf`` record locks: a flock belongs to the open file
+description, so (a) closing some *other* descriptor of the same file never drops it (record locks are dropped by
+any close of the file in the process), (b) two descriptions opened in one process conflict like two processes do,
+and (c) a forked child shares the description and so keeps the lock while it lives. The kernel drops a lock when
+the last descriptor of its description closes, however the process ends.
+
+Garbage on disk never stops the lock from working: a directory where a lock file should be is opened read-only and
+locked all the same (flock works on any open file); a file we may not write is locked through a read-only
+descriptor (its record cannot be written, so its holder lists as unknown); a file we own but cannot open at all
+gets its permissions repaired. Every open uses O_NONBLOCK so a FIFO planted at a lock path cannot hang us.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from neuron_sim.status import NrtError, NrtStatus
+
+from neuron_sim.runtime.holder_records import MAX_RECORD_BYTES
+
+ALLOCATION_LOCK_NAME = "alloc.lock"
+_COMMON_FLAGS = os.O_NONBLOCK | os.O_CLOEXEC
+
+
+@dataclass
+class LockFile:
+    """An open descriptor of one lock file; ``writable`` says whether a holder record can be written to it."""
+
+    path: Path
+    fd: int
+    writable: bool
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+def core_lock_path(state_dir: Path, physical_id: int) -> Path:
+    """``nc<NNN>.lock`` for a machine-wide physical NeuronCore id."""
+    return state_dir / f"nc{physical_id:03d}.lock"
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def _state_error(path: Path, exc: OSError, hint: str) -> NrtError:
+    reason = exc.strerror or type(exc).__name__
+    return NrtError(NrtStatus.FAILURE, f"cannot use the NeuronCore state file {path} ({reason}); {hint}")
+
+
+def ensure_state_dir(state_dir: Path) -> None:
+    """Create the state directory race-free (concurrent creators all succeed), mode 0o777 less the umask."""
+    try:
+        os.makedirs(state_dir, mode=0o777, exist_ok=True)
+    except FileExistsError as exc:        # a non-directory sits where the state directory should be
+        raise _state_error(state_dir, exc, "it must be a directory: remove it or set NEURON_SIM_STATE_DIR") from exc
+    except OSError as exc:
+        raise _state_error(state_dir, exc, "set NEURON_SIM_STATE_DIR to a writable directory") from exc
+
+
+def open_for_locking(path: Path) -> LockFile:
+    """Open (creating if missing) a lock file for taking its lock, falling back as the module docstring says."""
+    repaired = False
+    while True:
+        try:
+            return LockFile(path, os.open(path, os.O_RDWR | os.O_CREAT | _COMMON_FLAGS, 0o666), True)
+        except IsADirectoryError:
+            pass
+        except PermissionError:
+            pass
+        except OSError as exc:
+            raise _state_error(path, exc, "remove it; neuron_sim recreates it") from exc
+        try:
+            return LockFile(path, os.open(path, os.O_RDONLY | _COMMON_FLAGS), False)
+        except PermissionError as exc:
+            if repaired or not _owned_by_me(path):
+                raise _state_error(path, exc, "make it readable or set NEURON_SIM_STATE_DIR") from exc
+            try:
+                os.chmod(path, 0o666 & ~_umask() | stat.S_IRUSR | stat.S_IWUSR)
+            except OSError as chmod_exc:
+                raise _state_error(path, chmod_exc, "make it readable or set NEURON_SIM_STATE_DIR") from exc
+            repaired = True
+        except OSError as exc:
+            raise _state_error(path, exc, "remove it; neuron_sim recreates it") from exc
+
+
+def open_for_probing(path: Path) -> LockFile | None:
+    """Open an existing lock file read-only to see whether it is held; None when missing or unopenable."""
+    try:
+        return LockFile(path, os.open(path, os.O_RDONLY | _COMMON_FLAGS), False)
+    except OSError:
+        return None
+
+
+def _owned_by_me(path: Path) -> bool:
+    try:
+        return os.lstat(path).st_uid == os.getuid()
+    except OSError:
+        return False
+
+
+def try_lock_exclusive(lock: LockFile) -> bool:
+    """Take the exclusive lock without waiting; False when another open file description holds it."""
+    try:
+        fcntl.flock(lock.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise _state_error(lock.path, exc, "the state directory must be on a local filesystem") from exc
+    return True
+
+
+def is_held(lock: LockFile) -> bool:
+    """Whether someone holds the exclusive lock: probe with a non-blocking shared lock and drop it at once."""
+    try:
+        fcntl.flock(lock.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return True
+        raise _state_error(lock.path, exc, "the state directory must be on a local filesystem") from exc
+    fcntl.flock(lock.fd, fcntl.LOCK_UN)
+    return False
+
+
+def unlock(lock: LockFile) -> None:
+    """Drop the lock of this open file description (for every process sharing it) and close it."""
+    try:
+        fcntl.flock(lock.fd, fcntl.LOCK_UN)
+    finally:
+        lock.close()
+
+
+def write_record(lock: LockFile, data: bytes) -> bool:
+    """Replace the file's content with ``data``; False when it cannot be written (read-only, FIFO, full disk)."""
+    if not lock.writable:
+        return False
+    try:
+        os.ftruncate(lock.fd, 0)
+        return os.pwrite(lock.fd, data, 0) == len(data)
+    except OSError:
+        return False
+
+
+def read_record(lock: LockFile) -> bytes:
+    """The first bytes of the file (bounded), or b"" when it cannot be read (a directory, a FIFO)."""
+    try:
+        return os.pread(lock.fd, MAX_RECORD_BYTES + 1, 0)
+    except OSError:
+        return b""
+
+
+class AllocationLock:
+    """The namespace-wide mutex (blocking LOCK_EX on ``alloc.lock``) that makes find-and-take atomic."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._path = state_dir / ALLOCATION_LOCK_NAME
+        self._lock: LockFile | None = None
+
+    def __enter__(self) -> "AllocationLock":
+        lock = open_for_locking(self._path)
+        try:
+            fcntl.flock(lock.fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            lock.close()
+            raise _state_error(self._path, exc, "the state directory must be on a local filesystem") from exc
+        self._lock = lock
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            unlock(lock)

@@ -1,0 +1,192 @@
+"""Device-memory accounting: bytes per HBM bank, NeuronCore, category and NEFF — counted, never allocated.
+
+Capacities come from the hardware catalog. A request that does not fit raises ``OutOfDeviceMemory``
+(NRT_RESOURCE) carrying the runtime's out-of-memory log: the failed allocation and the usage table
+of the HBM bank (spec §2.4). Accounting is per process: two processes sharing a bank do not see each
+other's bytes (a documented limit of the emulator).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from neuron_sim.hardware.model import LogicalCore, Machine
+from neuron_sim.status import NrtError, NrtStatus
+
+# category -> usage-table column (real column names of TDRV:log_dev_mem_usage_table)
+CATEGORIES: dict[str, str] = {
+    "model_code": "Model Code",
+    "constants": "Model Constants",
+    "tensors": "Tensors",
+    "shared_scratchpad": "Shared Scratchpad",
+    "scratchpad": "Scratchpad",
+    "runtime": "Runtime",
+    "dma_rings": "DMA Rings IO",
+    "async_reservations": "Tensors",
+}
+TABLE_COLUMNS = (
+    "TOTAL", "Model Code", "Model Constants", "Tensors", "Shared Scratchpad", "Scratchpad", "Runtime",
+    "DMA Rings IO", "DMA Rings Spill", "DMA Rings Collectives", "DMA Rings Runtime", "Collectives", "XT CC",
+    "Profiler Buffers",
+)
+# columns that do not apply to one NEFF's row
+_NEFF_NA = {"Tensors", "Runtime", "Shared Scratchpad", "Profiler Buffers"}
+
+
+def format_bytes(n: int) -> str:
+    """The runtime's size spelling: ``20.188GB``, ``192.102MB``, ``0.000B``."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3f}{unit}"
+    return f"{float(n):.3f}B"
+
+
+class OutOfDeviceMemory(NrtError):
+    """An allocation that does not fit its HBM bank; ``log_lines`` is what the runtime logs (module, function, text)."""
+
+    def __init__(self, message: str, log_lines: list[tuple[str, str, str]]) -> None:
+        super().__init__(NrtStatus.RESOURCE, message)
+        self.log_lines = log_lines
+
+
+@dataclass(eq=False)
+class Allocation:
+    """One accounted block; ``owner`` is the NEFF (model) id it belongs to, if any."""
+
+    device: int
+    bank: int
+    core: int
+    category: str
+    nbytes: int
+    owner: int | None = None
+    live: bool = True
+
+
+@dataclass
+class _Bank:
+    capacity: int
+    used: int = 0
+    allocations: set[Allocation] = field(default_factory=set)
+
+
+class DeviceMemory:
+    """Accounting for every HBM bank of a machine; thread-safe."""
+
+    def __init__(self, machine: Machine) -> None:
+        self._machine = machine
+        self._lock = threading.Lock()
+        self._banks: dict[tuple[int, int], _Bank] = {
+            (d.index, b.index): _Bank(capacity=b.capacity) for d in machine.devices for b in d.hbm_banks
+        }
+        self.neff_names: dict[int, str] = {}
+
+    def allocate(self, core: LogicalCore, category: str, nbytes: int, owner: int | None = None) -> Allocation:
+        """Account ``nbytes`` of ``category`` on the bank of ``core``; OutOfDeviceMemory if it does not fit."""
+        if category not in CATEGORIES:
+            raise ValueError(f"unknown memory category {category!r}")
+        key = (core.device, core.hbm_bank)
+        with self._lock:
+            bank = self._banks[key]
+            if bank.used + nbytes > bank.capacity:
+                raise self._oom(core, category, nbytes, bank)
+            alloc = Allocation(core.device, core.hbm_bank, core.global_id, category, nbytes, owner)
+            bank.used += nbytes
+            bank.allocations.add(alloc)
+            return alloc
+
+    def free(self, alloc: Allocation | None) -> None:
+        """Return an allocation's bytes; freeing twice is harmless."""
+        if alloc is None:
+            return
+        with self._lock:
+            if not alloc.live:
+                return
+            alloc.live = False
+            bank = self._banks[(alloc.device, alloc.bank)]
+            bank.used -= alloc.nbytes
+            bank.allocations.discard(alloc)
+
+    def resize(self, alloc: Allocation, nbytes: int, core: LogicalCore) -> None:
+        """Grow or shrink a live allocation in place (the shared scratchpad grows with the largest NEFF)."""
+        with self._lock:
+            bank = self._banks[(alloc.device, alloc.bank)]
+            delta = nbytes - alloc.nbytes
+            if delta > 0 and bank.used + delta > bank.capacity:
+                raise self._oom(core, alloc.category, delta, bank)
+            bank.used += delta
+            alloc.nbytes = nbytes
+
+    def core_used(self, core: LogicalCore) -> int:
+        """Bytes attributed to one logical core."""
+        with self._lock:
+            bank = self._banks[(core.device, core.hbm_bank)]
+            return sum(a.nbytes for a in bank.allocations if a.core == core.global_id)
+
+    def core_limit(self, core: LogicalCore) -> int:
+        """Capacity of the HBM bank the core allocates from (shared with its bank neighbours)."""
+        return self._banks[(core.device, core.hbm_bank)].capacity
+
+    def bank_used(self, device: int, bank: int) -> int:
+        with self._lock:
+            return self._banks[(device, bank)].used
+
+    def usage_by_category(self, core: LogicalCore) -> dict[str, int]:
+        """Bytes per category attributed to one core (for tools and tests)."""
+        out = {c: 0 for c in CATEGORIES}
+        with self._lock:
+            for a in self._banks[(core.device, core.hbm_bank)].allocations:
+                if a.core == core.global_id:
+                    out[a.category] += a.nbytes
+        return out
+
+    def usage_table(self, device: int, bank_index: int) -> list[str]:
+        """The runtime's ``Displaying Current Memory Utilization`` table for one HBM bank."""
+        with self._lock:
+            allocs = list(self._banks[(device, bank_index)].allocations)
+        head = "| " + " | ".join(f"{c:>12}" for c in ("",) + TABLE_COLUMNS) + " |"
+        lines = [head]
+
+        def row(label: str, subset: list[Allocation], neff: bool = False) -> str:
+            cols = {c: 0 for c in TABLE_COLUMNS}
+            for a in subset:
+                cols[CATEGORIES[a.category]] += a.nbytes
+                cols["TOTAL"] += a.nbytes
+            cells = [("n/a" if neff and c in _NEFF_NA else format_bytes(cols[c])) for c in TABLE_COLUMNS]
+            return "| " + " | ".join(f"{x:>12}" for x in [label] + cells) + " |"
+
+        lines.append(row(f"ND {device} HBM {bank_index}", allocs))
+        for core_id in sorted({a.core for a in allocs}):
+            on_core = [a for a in allocs if a.core == core_id]
+            lines.append(row(f"\\_NC {core_id}", on_core))
+            for owner in sorted({a.owner for a in on_core if a.owner is not None}):
+                lines.append(row(f"  \\_NEFF {owner}", [a for a in on_core if a.owner == owner], neff=True))
+        owners = sorted({a.owner for a in allocs if a.owner is not None})
+        if owners:
+            lines.append("NEFF id to name mapping:")
+            lines.extend(f"  {o}: {self.neff_names.get(o, '?')}" for o in owners)
+        return lines
+
+    def _oom(self, core: LogicalCore, category: str, nbytes: int, bank: _Bank) -> OutOfDeviceMemory:
+        # called with the lock held: build the log from a snapshot without re-locking
+        sharers = [c.global_id for c in self._machine.cores
+                   if c.device == core.device and c.hbm_bank == core.hbm_bank]
+        lines: list[tuple[str, str, str]] = []
+        if len(sharers) > 1:
+            names = " and ".join(f"NC {c}" for c in sharers)
+            lines.append(("TDRV", "print_lnc_hbm_details",
+                          f"LNC size is {self._machine.lnc}. Neuron Cores using this HBM: {names}"))
+        usage = category.replace("async_reservations", "tensors")
+        msg = (f"Failed to allocate {format_bytes(nbytes)} (alignment: none, usage: {usage}) on "
+               f"ND {core.device}:NC {core.global_id}")
+        lines.append(("TDRV", "log_dev_mem", msg))
+        lines.append(("TDRV", "log_dev_mem_usage_table", "Displaying Current Memory Utilization:"))
+        self._lock.release()
+        try:
+            table = self.usage_table(core.device, core.hbm_bank)
+        finally:
+            self._lock.acquire()
+        lines.extend(("TDRV", "log_dev_mem_usage_table", t) for t in table)
+        free = bank.capacity - bank.used
+        return OutOfDeviceMemory(
+            f"{msg}: {format_bytes(free)} free of {format_bytes(bank.capacity)} in HBM {core.hbm_bank} "
+            f"of device {core.device}", lines)

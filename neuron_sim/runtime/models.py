@@ -1,0 +1,317 @@
+"""nrt_load / nrt_unload: NEFF checks, placement on the least-used cores, device memory, shared weights.
+
+Decisions where the spec is silent (see README "Runtime decisions"):
+- a NEFF for another NeuronCore generation fails with NRT_UNSUPPORTED_NEFF_VERSION; with
+  NEURON_RT_ALLOW_LEGACY_NEFF it loads when it is for an *older* generation (never a newer one);
+- a logical-core size mismatch fails with NRT_INVALID;
+- each core a model occupies is charged its share of the NEFF's code and constants, 1 MiB of DMA
+  rings, and the shared scratchpad of the core grows (in 512 MB pages) to the largest need;
+- with NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS the constants of one NEFF are stored once per HBM bank.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neuron_sim import nrtlog
+from neuron_sim.compute.cost import estimate_duration
+from neuron_sim.compute.interpreter import CompiledGraph
+from neuron_sim.dtypes import numpy_dtype
+from neuron_sim.neff.errors import NeffError
+from neuron_sim.neff.reader import Neff, read_neff
+from neuron_sim.runtime.core import CoreState, Runtime, fail
+from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
+from neuron_sim.runtime.references import find_reference
+from neuron_sim.status import NrtError, NrtStatus
+
+DMA_RING_BYTES = 1 << 20          # per model per core (assumption: io rings of a small model)
+SCRATCHPAD_PAGE = 512 << 20       # NEURON_SCRATCHPAD_PAGE_SIZE default
+GENERATION_ORDER = {"v1": 1, "v2": 2, "v3": 3, "v4": 4}
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One model input or output as execute needs it: name, byte size, numpy dtype, shape."""
+
+    name: str
+    size: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+
+@dataclass(eq=False)
+class Model:
+    """A loaded model (nrt_model_t)."""
+
+    id: int
+    neff: Neff
+    start_vnc: int
+    cores: tuple[CoreState, ...]
+    inputs: tuple[Binding, ...]
+    outputs: tuple[Binding, ...]
+    compiled: CompiledGraph | None
+    duration_s: float
+    allocations: list[Allocation] = field(default_factory=list)
+    shared_key: tuple | None = None
+    unloaded: bool = False
+    warned_sentinel: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.neff.name
+
+    @property
+    def vnc_count(self) -> int:
+        return len(self.cores)
+
+    def __repr__(self) -> str:
+        return f"<Model {self.id} {self.name!r} on NC {self.start_vnc}-{self.start_vnc + len(self.cores) - 1}>"
+
+
+def load(rt: Runtime, data, vnc: int, vnc_count: int = -1) -> Model:
+    """Read and check a NEFF, place it, account its memory and prepare its execution."""
+    fn = "nrt_load"
+    if isinstance(vnc, bool) or not isinstance(vnc, int) or vnc < -1:
+        raise fail(NrtStatus.INVALID, "NRT", fn, f"Invalid start NeuronCore {vnc!r}: expected -1 (automatic "
+                   f"placement) or a visible index 0-{rt.visible_count - 1}")
+    if isinstance(data, np.ndarray):
+        data = memoryview(data)
+    try:
+        neff = read_neff(data, validate_hash=rt.config.validate_hash)
+    except NeffError as exc:
+        nrtlog.error("NEFF", "neff_parse", exc.message)
+        raise _load_failed(exc.status, exc.message, "<buffer>") from None
+    if neff.hash_status == "unknown-scheme" and rt.config.validate_hash:
+        nrtlog.warn_once(f"hash-scheme:{neff.uuid}", "NRT", fn,
+                         f"NEFF {neff.name}: hash scheme of this compiler-made NEFF is not known to neuron_sim; "
+                         "hash not verified")
+    _check_architecture(rt, neff)
+    _check_lnc(rt, neff)
+    start = _place(rt, neff, vnc)
+    cores = tuple(rt.cores[start:start + neff.num_cores])
+    with rt.lock:
+        model_id = next(rt.model_ids)
+        rt.memory.neff_names[model_id] = neff.name
+        model = Model(model_id, neff, start, cores, _bindings(neff.inputs), _bindings(neff.outputs),
+                      _compile(neff), 0.0)
+        try:
+            _account(rt, model)
+        except OutOfDeviceMemory as exc:
+            _release_memory(rt, model)
+            rt.log_oom(exc)
+            raise _load_failed(NrtStatus.RESOURCE, exc.message, neff.name) from None
+        for cs in cores:
+            cs.models += 1
+        rt.models[model_id] = model
+        _update_durations(rt, model)
+    nrtlog.info("NRT", fn, f"Loaded NEFF {neff.name} as model {model_id} on NC {start}"
+                f"{'' if len(cores) == 1 else f'-{start + len(cores) - 1}'}")
+    return model
+
+
+def unload(rt: Runtime, model: Model) -> None:
+    """Free every byte the model took; a second unload of the same handle is NRT_INVALID_HANDLE."""
+    if model.unloaded:
+        raise fail(NrtStatus.INVALID_HANDLE, "NRT", "nrt_unload", f"Model {model.id} was already unloaded")
+    if rt.async_queue is not None:
+        rt.async_queue.drain_model(model)
+    with rt.lock:
+        for cs in model.cores:
+            with cs.lock:
+                pass  # wait for a running execution on these cores to finish
+        model.unloaded = True
+        rt.models.pop(model.id, None)
+        for cs in model.cores:
+            cs.models -= 1
+        _release_memory(rt, model)
+        _update_durations(rt, model)
+        for cs in model.cores:
+            _resize_scratchpad(rt, cs)
+
+
+def unload_all(rt: Runtime) -> None:
+    for model in list(rt.models.values()):
+        unload(rt, model)
+
+
+def check_model(rt: Runtime, model: object, function: str) -> Model:
+    if not isinstance(model, Model):
+        raise fail(NrtStatus.INVALID, "NRT", function, f"Invalid model handle {model!r}")
+    if model.unloaded:
+        raise fail(NrtStatus.INVALID_HANDLE, "NRT", function, f"Model {model.id} ({model.name}) was unloaded")
+    return model
+
+
+# ---- checks --------------------------------------------------------------------------------------------
+def _load_failed(status: NrtStatus, message: str, name: str) -> NrtError:
+    nrtlog.error("NMGR", "kmgr_load_nn_post_metrics", f"Failed to load NN: {name}, err: {int(status)}")
+    return NrtError(status, message)
+
+
+def _check_architecture(rt: Runtime, neff: Neff) -> None:
+    machine_arch = rt.machine.generation.name
+    if neff.architecture in ("any", machine_arch):
+        return
+    older = GENERATION_ORDER.get(neff.architecture, 99) < GENERATION_ORDER.get(machine_arch, 0)
+    if older and rt.config.allow_legacy_neff:
+        nrtlog.warn("NRT", "nrt_load", f"Loading NEFF {neff.name} compiled for arch {neff.architecture} on "
+                    f"instance arch {machine_arch} because NEURON_RT_ALLOW_LEGACY_NEFF is set; results may "
+                    "mismatch or stall")
+        return
+    msg = (f"Loading a NEFF compiled for a different arch is not allowed, NEFF arch: {neff.architecture}, "
+           f"instance arch: {machine_arch}. Please recompile the model with --target matching this instance.")
+    if older:
+        msg += " To override, set NEURON_RT_ALLOW_LEGACY_NEFF=1 and restart."
+    nrtlog.error("NRT", "nrt_load", msg)
+    raise _load_failed(NrtStatus.UNSUPPORTED_NEFF_VERSION, msg, neff.name)
+
+
+def _check_lnc(rt: Runtime, neff: Neff) -> None:
+    if neff.architecture != rt.machine.generation.name:
+        return  # a legacy NEFF of an older generation has no logical-core notion to match
+    if neff.lnc_size != rt.machine.lnc:
+        msg = (f"LNC mismatch: NEFF {neff.name} was compiled for logical NeuronCore size {neff.lnc_size}, "
+               f"the runtime uses LNC={rt.machine.lnc}. Recompile with --lnc={rt.machine.lnc} or set "
+               f"NEURON_LOGICAL_NC_CONFIG={neff.lnc_size}")
+        nrtlog.error("NRT", "nrt_load", msg)
+        raise _load_failed(NrtStatus.INVALID, msg, neff.name)
+
+
+def _place(rt: Runtime, neff: Neff, vnc: int) -> int:
+    """Explicit start core, or the least-used run of contiguous cores (lowest index on ties)."""
+    k = neff.num_cores
+    n = rt.visible_count
+    if vnc >= 0:
+        if vnc + k <= n:
+            return vnc
+        missing = vnc + k - 1 if vnc < n else vnc
+    else:
+        if k <= n:
+            usage = [cs.models for cs in rt.cores]
+            return min(range(n - k + 1), key=lambda s: (sum(usage[s:s + k]), s))
+        missing = n
+    nrtlog.error("TDRV", "db_vtpb_get_mla_and_tpb", f"Could not find VNC id {missing}")
+    msg = (f"Failed to stage graph: kelf-0.json: NEFF {neff.name} needs {k} NeuronCore(s) starting at "
+           f"{'an automatic placement' if vnc < 0 else f'NC {vnc}'}, this process has {n} visible NeuronCore(s)")
+    nrtlog.error("NMGR", "stage_kelf_models", msg)
+    raise _load_failed(NrtStatus.LOAD_NOT_ENOUGH_NC, msg, neff.name)
+
+
+# ---- preparation ---------------------------------------------------------------------------------------
+def _bindings(tensors) -> tuple[Binding, ...]:
+    return tuple(Binding(t.name, t.size, numpy_dtype(t.dtype), tuple(t.shape)) for t in tensors)
+
+
+def _compile(neff: Neff) -> CompiledGraph | None:
+    if neff.graph is None:
+        return None
+    try:
+        return CompiledGraph(neff.graph, neff.weights)
+    except ValueError as exc:
+        msg = f"NEFF {neff.name} has an invalid graph: {exc}"
+        nrtlog.error("NEFF", "neff_parse", msg)
+        raise _load_failed(NrtStatus.INVALID, msg, neff.name) from None
+
+
+def _share(total: int, parts: int) -> int:
+    return -(-total // parts) if parts else 0
+
+
+def _account(rt: Runtime, model: Model) -> None:
+    neff = model.neff
+    k = len(model.cores)
+    code, constants = _share(neff.code_bytes, k), _share(neff.constants_bytes, k)
+    for cs in model.cores:
+        model.allocations.append(rt.memory.allocate(cs.core, "model_code", code, model.id))
+        model.allocations.append(rt.memory.allocate(cs.core, "dma_rings", DMA_RING_BYTES, model.id))
+        if constants:
+            if rt.config.shared_weights:
+                _share_constants(rt, model, cs, constants)
+            else:
+                model.allocations.append(rt.memory.allocate(cs.core, "constants", constants, model.id))
+    for cs in model.cores:
+        _resize_scratchpad(rt, cs, extra=neff.scratchpad_bytes)
+
+
+def _share_constants(rt: Runtime, model: Model, cs: CoreState, nbytes: int) -> None:
+    """One copy of a NEFF's constants per HBM bank, refcounted by the models using it."""
+    key = (model.neff.uuid, model.neff.name, cs.core.device, cs.core.hbm_bank)
+    entry = rt.shared_constants.get(key)
+    if entry is None:
+        alloc = rt.memory.allocate(cs.core, "constants", nbytes, model.id)
+        entry = rt.shared_constants[key] = {"alloc": alloc, "users": set()}
+    entry["users"].add(model.id)
+    model.shared_key = key[:2]
+
+
+def _resize_scratchpad(rt: Runtime, cs: CoreState, extra: int = 0) -> None:
+    """The shared scratchpad of a core is the largest need of its models, rounded up to whole pages."""
+    need = max([extra] + [m.neff.scratchpad_bytes for m in rt.models.values() if cs in m.cores])
+    size = _share(need, SCRATCHPAD_PAGE) * SCRATCHPAD_PAGE
+    if cs.scratchpad is None:
+        if size:
+            cs.scratchpad = rt.memory.allocate(cs.core, "shared_scratchpad", size)
+    elif size == 0:
+        rt.memory.free(cs.scratchpad)
+        cs.scratchpad = None
+    elif size != cs.scratchpad.nbytes:
+        rt.memory.resize(cs.scratchpad, size, cs.core)
+
+
+def _release_memory(rt: Runtime, model: Model) -> None:
+    for a in model.allocations:
+        rt.memory.free(a)
+    model.allocations.clear()
+    for key, entry in list(rt.shared_constants.items()):
+        if model.id in entry["users"]:
+            entry["users"].discard(model.id)
+            if not entry["users"]:
+                rt.memory.free(entry["alloc"])
+                del rt.shared_constants[key]
+
+
+def sharers(rt: Runtime, model: Model) -> int:
+    """How many loaded models read the same shared copy of this model's constants (1 without sharing)."""
+    if model.shared_key is None:
+        return 1
+    return max((len(e["users"]) for k, e in rt.shared_constants.items()
+                if k[:2] == model.shared_key and model.id in e["users"]), default=1)
+
+
+def _update_durations(rt: Runtime, changed: Model) -> None:
+    """Recompute simulated durations of the models whose weight sharing changed (bandwidth contention)."""
+    group = [m for m in rt.models.values()
+             if m is changed or (changed.shared_key is not None and m.shared_key == changed.shared_key)]
+    gen = rt.machine.generation
+    for m in group:
+        if m.unloaded:
+            continue
+        if m.neff.graph is not None:
+            m.duration_s = estimate_duration(m.neff.graph, gen, cores=len(m.cores), lnc=rt.machine.lnc,
+                                             hbm_sharers=sharers(rt, m), weights=m.neff.weights)
+        else:
+            io = sum(b.size for b in m.inputs + m.outputs) + m.neff.constants_bytes
+            m.duration_s = gen.launch_cost_s + io / gen.hbm_bandwidth
+
+
+def opaque_outputs(model: Model, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> bool:
+    """Run a compiler-made NEFF: its registered reference, or sentinel bytes (returns True for sentinel)."""
+    from neuron_sim.runtime.references import SENTINEL_BYTE
+    ref = find_reference(model.neff.name, model.neff.uuid)
+    if ref is None:
+        if not model.warned_sentinel:
+            model.warned_sentinel = True
+            nrtlog.warn("NRT", "nrt_execute",
+                        f"NEFF {model.name} (uuid {model.neff.uuid}) was made by the Neuron compiler and its "
+                        "instructions cannot be run by neuron_sim; outputs are filled with 0xAB bytes. Register a "
+                        "numpy reference with neuron_sim.register_reference(name_or_uuid, fn)")
+        for arr in outputs.values():
+            arr.view(np.uint8).fill(SENTINEL_BYTE)
+        return True
+    produced = ref(inputs)
+    for name, arr in outputs.items():
+        if name not in produced:
+            raise NrtError(NrtStatus.FAILURE, f"numpy reference for {model.name} returned no output '{name}'")
+        np.copyto(arr, np.asarray(produced[name]).reshape(arr.shape), casting="unsafe")
+    return False

@@ -1,0 +1,309 @@
+"""Exclusive NeuronCore reservation across processes, through one flock'd lock file per physical NeuronCore.
+
+nrt_init calls ``reserve``; the Reservation is held until ``release`` (nrt_close) or process exit. The kernel drops
+the locks however the process ends, as the Neuron driver's flush handlers unmark a dead process's cores, so no
+stale reservation can exist. docs/reservation.md describes the layout and protocol.
+
+Decisions where the spec is silent:
+- Locks are per *physical* core; a logical core (LNC=2) is free only when all its physical cores are, so LNC=1
+  and LNC=2 processes on one machine exclude each other.
+- NEURON_RT_NUM_CORES=n takes the first run of n contiguous free logical cores (lowest start: the driver's
+  first-fit); 0 means every core of the machine. A count larger than the machine fails like a busy machine.
+- "Available" in the count message is the number of free logical cores of the machine (the documented 6th-process
+  example: Requested:3 Available:1). When that is >= the request but no run is contiguous, the message adds
+  ``(no N contiguous free cores; largest free run M)``. For a NEURON_RT_VISIBLE_CORES range it is the number of
+  requested cores that are free.
+- An error names only the holders that block the request: those of the requested cores for a range, everyone
+  for a count. Holder lines number cores as the *requesting* process does (its LNC), adding physical ids when
+  its LNC is above 1.
+- ``release()`` in the process that reserved unlocks the cores for every process sharing the lock (a forked child
+  included), as nrt_close frees cores on hardware; in a forked child it only closes the child's copies and the
+  parent keeps the cores. A process that ends without release leaves the cores to any forked child still alive.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from neuron_sim.hardware.model import LogicalCore, Machine
+from neuron_sim.runtime.holder_records import (
+    Holder, decode_record, encode_record, format_core_ids, holder_line, process_command, process_start_time,
+    unknown_holder,
+)
+from neuron_sim.runtime.lockfiles import (
+    AllocationLock, LockFile, core_lock_path, ensure_state_dir, is_held, open_for_locking, open_for_probing,
+    read_record, try_lock_exclusive, unlock, write_record,
+)
+from neuron_sim.status import NrtError, NrtStatus
+
+__all__ = ["CoresUnavailable", "Holder", "Reservation", "default_state_dir", "list_holders",
+           "machine_namespace", "reserve"]
+
+STATE_DIR_VARIABLE = "NEURON_SIM_STATE_DIR"
+
+
+class CoresUnavailable(NrtError):
+    """The requested NeuronCores are held by other processes (NRT_RESOURCE), with lines naming each holder."""
+
+    def __init__(self, message: str, requested: str, available: int, holders: tuple[Holder, ...],
+                 lines: tuple[str, ...]) -> None:
+        super().__init__(NrtStatus.RESOURCE, message)
+        self.requested = requested
+        self.available = available
+        self.holders = holders
+        self.lines = lines
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.requested, self.available, self.holders, self.lines))
+
+
+class Reservation:
+    """NeuronCores this process holds exclusively until ``release()`` or exit."""
+
+    def __init__(self, logical_cores: tuple[int, ...], physical_cores: tuple[int, ...], holder: Holder,
+                 locks: list[LockFile]) -> None:
+        self.logical_cores = logical_cores
+        self.physical_cores = physical_cores
+        self.holder = holder
+        self._locks = locks
+        self._owner_pid = os.getpid()
+        self._guard = threading.Lock()
+
+    @property
+    def released(self) -> bool:
+        return not self._locks
+
+    def release(self) -> None:
+        """Free the cores (idempotent); in a forked child only the child's inherited copies are closed."""
+        with self._guard:
+            locks, self._locks = self._locks, []
+        owner = os.getpid() == self._owner_pid
+        for lock in locks:
+            if owner:
+                unlock(lock)
+            else:
+                lock.close()
+
+    def __enter__(self) -> "Reservation":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "released" if self.released else "held"
+        return (f"Reservation(logical_cores={format_core_ids(self.logical_cores) or '-'}, "
+                f"physical_cores={format_core_ids(self.physical_cores) or '-'}, {state})")
+
+
+def machine_namespace(machine: Machine) -> str:
+    """The state subdirectory of a simulated machine: its instance type, or ``topology-<hash>`` of its file."""
+    if machine.source == "catalog":
+        return re.sub(r"[^a-z0-9._-]", "_", machine.instance_type.lower()) or "unnamed"
+    source = os.path.realpath(machine.source) if os.path.exists(machine.source) else machine.source
+    return "topology-" + hashlib.sha256(source.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def default_state_dir(machine: Machine, environ: Mapping[str, str] | None = None) -> Path:
+    """NEURON_SIM_STATE_DIR (or <tmp>/neuron_sim-<uid>) plus the machine's namespace subdirectory."""
+    env = os.environ if environ is None else environ
+    base = env.get(STATE_DIR_VARIABLE, "")
+    root = Path(base).expanduser().absolute() if base else Path(tempfile.gettempdir()) / f"neuron_sim-{os.getuid()}"
+    return root / machine_namespace(machine)
+
+
+def _logical_label(ids: tuple[int, ...]) -> str:
+    return f"lnc{ids[0]}-lnc{ids[-1]}"
+
+
+def _check_request(machine: Machine, visible: tuple[int, ...] | None, num_cores: int) -> tuple[int, ...] | None:
+    """Validate the request's shape against the machine; the logical ids wanted, or None for a count."""
+    total = machine.total_cores
+    if visible is not None:
+        ids = tuple(visible)
+        if not ids or any(b != a + 1 for a, b in zip(ids, ids[1:])):
+            raise NrtError(NrtStatus.INVALID, f"NEURON_RT_VISIBLE_CORES must name contiguous increasing cores, "
+                                              f"got {list(ids)}")
+        if ids[0] < 0 or ids[-1] >= total:
+            raise NrtError(NrtStatus.INVALID,
+                           f"NEURON_RT_VISIBLE_CORES={format_core_ids(ids)} names logical cores the machine does "
+                           f"not have: {machine.instance_type} has {total} (0-{total - 1}) at LNC {machine.lnc}")
+        return ids
+    if isinstance(num_cores, bool) or not isinstance(num_cores, int) or num_cores < 0:
+        raise NrtError(NrtStatus.INVALID, f"NEURON_RT_NUM_CORES must be an integer from 0 (all) to {total}, "
+                                          f"got {num_cores!r}")
+    return None
+
+
+class _Probe:
+    """One pass over the machine's lock files under the allocation lock: open descriptors and who is busy."""
+
+    def __init__(self, state_dir: Path, machine: Machine) -> None:
+        self.machine = machine
+        self.locks: dict[int, LockFile] = {}
+        self.busy: set[int] = set()
+        try:
+            for core in machine.cores:
+                for pid in core.physical_ids:
+                    lock = open_for_locking(core_lock_path(state_dir, pid))
+                    self.locks[pid] = lock
+                    if is_held(lock):
+                        self.busy.add(pid)
+        except BaseException:
+            self.close()
+            raise
+
+    def free(self, core: LogicalCore) -> bool:
+        return not any(p in self.busy for p in core.physical_ids)
+
+    def close(self, keep: set[int] | frozenset[int] = frozenset()) -> None:
+        for pid, lock in self.locks.items():
+            if pid not in keep:
+                lock.close()
+
+
+def _first_fit(free: list[bool], n: int) -> int | None:
+    run = 0
+    for i, ok in enumerate(free):
+        run = run + 1 if ok else 0
+        if run == n:
+            return i - n + 1
+    return None
+
+
+def _largest_run(free: list[bool]) -> int:
+    best = run = 0
+    for ok in free:
+        run = run + 1 if ok else 0
+        best = max(best, run)
+    return best
+
+
+def _holders_of(locks: dict[int, LockFile], busy: set[int], machine: Machine) -> list[Holder]:
+    """Group busy physical cores by the pid their lock file's record names (unknown when unreadable)."""
+    records: dict[int, Holder] = {}
+    physical: dict[int, list[int]] = {}
+    logical: dict[int, set[int]] = {}
+    for core in sorted(busy):
+        record = decode_record(read_record(locks[core])) if core in locks else None
+        pid = 0 if record is None else record.pid
+        if record is not None:
+            records.setdefault(pid, record)
+            logical.setdefault(pid, set()).update(record.logical_cores)
+        physical.setdefault(pid, []).append(core)
+    holders = []
+    for pid, cores in physical.items():
+        if pid == 0:
+            held = set(cores)
+            ids = tuple(c.global_id for c in machine.cores if held & set(c.physical_ids))
+            holders.append(unknown_holder(tuple(cores), ids))
+        else:
+            r = records[pid]
+            holders.append(Holder(pid, r.command, r.start_time, r.runtime_version, tuple(cores),
+                                  tuple(sorted(logical[pid]))))
+    holders.sort(key=lambda h: h.physical_cores[0])
+    return holders
+
+
+def _holder_lines(holders: list[Holder], machine: Machine) -> tuple[str, ...]:
+    lines = []
+    for holder in holders:
+        held = set(holder.physical_cores)
+        logical = [c.global_id for c in machine.cores if held & set(c.physical_ids)]
+        label = format_core_ids(logical)
+        if machine.lnc > 1:
+            label += f" (physical {format_core_ids(holder.physical_cores)})"
+        lines.append(holder_line(holder, label))
+    return tuple(lines)
+
+
+def _unavailable(probe: _Probe, wanted: tuple[int, ...] | None, n: int, free: list[bool]) -> CoresUnavailable:
+    machine = probe.machine
+    if wanted is not None:
+        requested = _logical_label(wanted)
+        available = sum(free[i] for i in wanted)
+        blocking = {p for i in wanted for p in machine.cores[i].physical_ids} & probe.busy
+        message = (f"Logical Neuron Core(s) not available - Requested:{requested} Available:{available} "
+                   f"Logical Core size:{machine.lnc} (cores busy, ret=-16)")
+    else:
+        requested = str(n)
+        available = sum(free)
+        blocking = set(probe.busy)
+        message = (f"Logical Neuron Core(s) not available - Requested:{n} Available:{available} "
+                   f"Logical Core size {machine.lnc}")
+        if available >= n:
+            message += f" (no {n} contiguous free cores; largest free run {_largest_run(free)})"
+    holders = _holders_of(probe.locks, blocking, machine)
+    return CoresUnavailable(message, requested, available, tuple(holders), _holder_lines(holders, machine))
+
+
+def reserve(state_dir: Path, machine: Machine, *, visible: tuple[int, ...] | None, num_cores: int,
+            runtime_version: str) -> Reservation:
+    """Take ``visible`` (all or nothing), else the first ``num_cores`` contiguous free cores (0 = all of them)."""
+    wanted = _check_request(machine, visible, num_cores)
+    n = len(wanted) if wanted is not None else (num_cores or machine.total_cores)
+    state_dir = Path(state_dir)
+    ensure_state_dir(state_dir)
+    with AllocationLock(state_dir):
+        probe = _Probe(state_dir, machine)
+        kept: set[int] = set()
+        try:
+            free = [probe.free(c) for c in machine.cores]
+            if wanted is not None:
+                start = wanted[0] if all(free[i] for i in wanted) else None
+            else:
+                start = _first_fit(free, n) if n <= machine.total_cores else None
+            if start is None:
+                raise _unavailable(probe, wanted, n, free)
+            cores = machine.cores[start:start + n]
+            physical = tuple(p for c in cores for p in c.physical_ids)
+            for pid in physical:
+                if not try_lock_exclusive(probe.locks[pid]):   # only a non-cooperating prober can cause this
+                    probe.busy.add(pid)
+                    raise _unavailable(probe, wanted, n, [probe.free(c) for c in machine.cores])
+                kept.add(pid)
+            holder = Holder(os.getpid(), process_command(), process_start_time(), runtime_version, physical,
+                            tuple(c.global_id for c in cores))
+            record = encode_record(holder)
+            for pid in physical:
+                write_record(probe.locks[pid], record)
+            locks = [probe.locks[p] for p in physical]
+        except BaseException:
+            for pid in kept:
+                unlock(probe.locks[pid])
+            probe.close(keep=kept)
+            raise
+        probe.close(keep=kept)
+    return Reservation(holder.logical_cores, physical, holder, locks)
+
+
+def list_holders(state_dir: Path, machine: Machine) -> list[Holder]:
+    """The processes holding cores of ``machine`` in ``state_dir``, one Holder per pid, by lowest core."""
+    state_dir = Path(state_dir)
+    if not state_dir.is_dir():
+        return []
+    with AllocationLock(state_dir):
+        locks: dict[int, LockFile] = {}
+        busy: set[int] = set()
+        try:
+            for pid in sorted({p for core in machine.cores for p in core.physical_ids}):
+                lock = open_for_probing(core_lock_path(state_dir, pid))
+                if lock is None:
+                    continue
+                locks[pid] = lock
+                if is_held(lock):
+                    busy.add(pid)
+            return _holders_of(locks, busy, machine)
+        finally:
+            for lock in locks.values():
+                lock.close()
+
+
+def holder_lines(holders: list[Holder], machine: Machine) -> tuple[str, ...]:
+    """Log lines naming each holder's cores in ``machine``'s numbering (what CoresUnavailable.lines holds)."""
+    return _holder_lines(list(holders), machine)

@@ -1,0 +1,108 @@
+"""Tensors and tensor sets with nrt.h semantics: lazily materialised storage, refcounted slices, caller buffers."""
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+from neuron_sim.hardware.model import LogicalCore
+from neuron_sim.runtime.memory import Allocation, DeviceMemory
+
+
+class Placement(IntEnum):
+    """nrt_tensor_placement_t."""
+
+    DEVICE = 0
+    HOST = 1
+    VIRTUAL = 2
+
+
+FILL_BYTES = {"zero": 0x00, "nan": 0xFF}  # 0xFF.. is NaN in fp32, fp16, bf16, fp8 e4m3fn and e5m2
+
+
+class Storage:
+    """Bytes behind one tensor and its slices; real host memory appears only on first touch."""
+
+    __slots__ = ("nbytes", "_buf", "fill", "refs", "alloc", "memory")
+
+    def __init__(self, nbytes: int, fill: int, alloc: Allocation | None = None,
+                 memory: DeviceMemory | None = None, buffer: np.ndarray | None = None) -> None:
+        self.nbytes = nbytes
+        self._buf = buffer
+        self.fill = fill
+        self.refs = 1
+        self.alloc = alloc
+        self.memory = memory
+
+    def buffer(self) -> np.ndarray:
+        """The bytes as a uint8 array (zero pages cost nothing until written: np.zeros is lazy)."""
+        buf = self._buf
+        if buf is None:
+            buf = np.zeros(self.nbytes, np.uint8) if self.fill == 0 else np.full(self.nbytes, self.fill, np.uint8)
+            self._buf = buf
+        return buf
+
+    @property
+    def materialised(self) -> bool:
+        return self._buf is not None
+
+    def retain(self) -> None:
+        self.refs += 1
+
+    def release(self) -> None:
+        """Drop one reference; the last one returns the device bytes."""
+        self.refs -= 1
+        if self.refs <= 0:
+            if self.memory is not None:
+                self.memory.free(self.alloc)
+            self.alloc = None
+            self._buf = None
+
+
+class Tensor:
+    """An nrt_tensor_t: a window [offset, offset+size) of a Storage on a NeuronCore or in host memory."""
+
+    __slots__ = ("name", "placement", "core", "vnc", "size", "offset", "storage", "freed", "pending",
+                 "completions", "_views", "__weakref__")
+
+    def __init__(self, name: str, placement: Placement, core: LogicalCore | None, vnc: int,
+                 size: int, storage: Storage | None, offset: int = 0) -> None:
+        self.name = name
+        self.placement = placement
+        self.core = core
+        self.vnc = vnc
+        self.size = size
+        self.offset = offset
+        self.storage = storage
+        self.freed = False
+        self.pending = 0          # async requests that still use this tensor
+        self.completions = 0      # output completion counter (nrt_tensor_check_output_completion)
+        self._views: dict = {}
+
+    def bytes_view(self) -> np.ndarray:
+        """The tensor's bytes (a view, never a copy)."""
+        if self.storage is None:
+            return np.zeros(0, np.uint8)
+        return self.storage.buffer()[self.offset:self.offset + self.size]
+
+    def view(self, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+        """A typed view of the tensor's bytes; cached, so the hot path builds it once."""
+        key = (dtype, shape)
+        v = self._views.get(key)
+        if v is None:
+            v = self.bytes_view().view(dtype).reshape(shape)
+            self._views[key] = v
+        return v
+
+    def drop_views(self) -> None:
+        self._views.clear()
+
+    def __repr__(self) -> str:
+        where = f"vnc {self.vnc}" if self.placement is Placement.DEVICE else self.placement.name.lower()
+        return f"<Tensor {self.name!r} {self.size} B on {where}{' (freed)' if self.freed else ''}>"
+
+
+class TensorSet(dict):
+    """nrt_tensor_set_t: a name → tensor map of borrowed tensors; destroying it frees none of them."""
+
+    destroyed: bool = False
