@@ -12,8 +12,8 @@ Decisions where the Neuron sources are silent:
   when configured; if it cannot be opened the module logs to the console, after one warning line.
 - Syslog sends ``<PRI>nrt[pid]: <line>`` (facility user) to the ``/dev/log`` datagram socket. Where no
   syslog socket exists the module logs to the console, after one warning line (unless that module is QUIET).
-- ``NEURON_SIM_LOG_FORMAT=json`` writes one JSON object per line with keys timestamp (ISO 8601 local time with UTC offset),
-  pid, tid, level, module, function, message.
+- ``NEURON_SIM_LOG_FORMAT=json`` writes one JSON object per line with keys timestamp (ISO 8601 local time
+  with UTC offset), pid, tid, level, module, function, message.
 - Modules without their own NEURON_RT_LOG_LEVEL_<C>/NEURON_RT_LOG_LOCATION_<C> use the global settings.
 - ``warn_once`` keys are forgotten on every ``configure`` (each nrt_init starts afresh, as a new runtime would).
 - Before the first ``configure`` call, the first log call configures from os.environ, leniently: a malformed
@@ -64,7 +64,9 @@ def format_timestamp(timestamp: datetime) -> str:
     )
 
 
-def format_line(level: str, module: str, function: str, message: str, *, timestamp: datetime, pid: int, tid: int) -> str:
+def format_line(
+    level: str, module: str, function: str, message: str, *, timestamp: datetime, pid: int, tid: int
+) -> str:
     """One runtime log line in the console layout (no trailing newline)."""
     return (
         f"{format_timestamp(timestamp)} {pid:5d}:{tid:<5d} {_canonical_level(level):>5s} "
@@ -72,7 +74,9 @@ def format_line(level: str, module: str, function: str, message: str, *, timesta
     )
 
 
-def format_json(level: str, module: str, function: str, message: str, *, timestamp: datetime, pid: int, tid: int) -> str:
+def format_json(
+    level: str, module: str, function: str, message: str, *, timestamp: datetime, pid: int, tid: int
+) -> str:
     """One runtime log record as a single-line JSON object."""
     return json.dumps(
         {

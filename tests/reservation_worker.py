@@ -42,7 +42,8 @@ def make_machine(spec: str) -> Machine:
 
 
 def _emit(event: str, **fields: object) -> None:
-    print(json.dumps({"event": event, "pid": os.getpid(), **fields}), flush=True)
+    line = json.dumps({"event": event, "pid": os.getpid(), **fields}) + "\n"
+    os.write(sys.stdout.fileno(), line.encode())      # one write: parent and forked child share the pipe
 
 
 def _wait_stdin_closed() -> None:

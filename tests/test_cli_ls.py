@@ -15,7 +15,10 @@ from neuron_sim.hardware.catalog import build_machine
 from neuron_sim.hardware.model import GiB
 from neuron_sim.hardware.topology_file import machine_to_topology
 
-from test_hardware_catalog import SEED, SEED_TYPES, parse_seed_tables
+try:  # tests/ on sys.path (rootdir-relative imports) or tests as a package
+    from test_hardware_catalog import SEED, SEED_TYPES, parse_seed_tables
+except ImportError:
+    from tests.test_hardware_catalog import SEED, SEED_TYPES, parse_seed_tables
 
 RUNTIME_PACKAGE = importlib.import_module("neuron_sim.runtime")   # the package (neuron_sim.runtime may be shadowed)
 ENV_VARS = ("NEURON_SIM_INSTANCE_TYPE", "NEURON_SIM_TOPOLOGY", "NEURON_LOGICAL_NC_CONFIG")

@@ -155,7 +155,10 @@ def _canonical_dtype(kind: str, dtype: str) -> str:
 
 
 def infer_op(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
-    """Result dtype and shape of ``kind(*inputs, **attrs)`` (name ""); ValueError names the op, the problem and the form."""
+    """Result dtype and shape of ``kind(*inputs, **attrs)`` (name "").
+
+    ValueError names the op, the problem and the accepted form.
+    """
     if kind not in _SIGNATURES:
         raise ValueError(f"unknown op kind {kind!r}; accepted: {', '.join(sorted(OP_KINDS))}")
     lo, hi, accepted = _SIGNATURES[kind]

@@ -5,7 +5,7 @@ sgNN/tensor_map.json) plus neuron_sim's own ``sim/graph.json`` and ``sim/weights
 Layout decisions: logical core i runs ``kelf-<i>.json`` (neff.json node ``sg_coreV1<i>``), which names
 ``lnc_size`` subgraph directories (sg00, sg01 for core 0 at LNC=2, as the compiler does); num_tpb is the
 number of Graph subgraphs. def.json "file" vars point at ``../sim/weights/<name>.npy``. The default
-uuid is the first 16 bytes of SHA-256 over the name and payload, so the same inputs give the same bytes.
+uuid is the first 16 bytes of SHA-256 over the name and archive members, so the same inputs give the same bytes.
 """
 from __future__ import annotations
 
@@ -36,6 +36,15 @@ def _npy(arr: np.ndarray) -> bytes:
 
 def _size(spec: TensorSpec) -> int:
     return md.tensor_size(nrt_dtype(spec.dtype), spec.shape)
+
+
+def _content_uuid(name: str, members: Mapping[str, bytes]) -> bytes:
+    """16 bytes of SHA-256 over the name and every member (independent of compression details)."""
+    h = hashlib.sha256(name.encode())
+    for key in sorted(members):
+        h.update(len(key).to_bytes(8, "little") + key.encode() + len(members[key]).to_bytes(8, "little"))
+        h.update(members[key])
+    return h.digest()[:16]
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -106,7 +115,7 @@ def write_neff(graph: Graph, weights: Mapping[str, np.ndarray], *, name: str, ta
         pkg_version=pkg_version, header_size=HEADER_SIZE, data_size=len(payload),
         neff_version_major=major, neff_version_minor=minor, neff_build_version=build_version,
         num_tpb=cores, hash=compute_hash(payload, pkg_version),
-        uuid=bytes(uuid) if uuid is not None else hashlib.sha256(name.encode() + payload).digest()[:16],
+        uuid=bytes(uuid) if uuid is not None else _content_uuid(name, members),
         name=name, requested_tpb_count=cores, tpb_per_node=bytes([cores]) + bytes(63),
         feature_bits=feature_bits, lnc_size=lnc_size,
     )

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Mapping
 
 from neuron_sim import nrtlog
-from neuron_sim.config import RuntimeConfig, check_cores_in_range, load_config
+from neuron_sim.config import RuntimeConfig, check_cores_in_range, load_config, runtime_version_string
 from neuron_sim.hardware.model import LogicalCore, Machine
 from neuron_sim.hardware.select import select_machine
 from neuron_sim.runtime.clock import make_clock
@@ -284,8 +284,7 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
         nrtlog.configure(None)
         raise fail(exc.status, "NRT", fn, exc.message) from None
     nrtlog.configure(config)
-    for warning in config.warnings:
-        nrtlog.warn("NRT", fn, warning)
+    nrtlog.log_config_warnings(config)
     try:
         machine = select_machine(config.instance_type, config.topology_file, config.logical_nc_config)
     except ValueError as exc:
@@ -294,7 +293,7 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
         check_cores_in_range(config, machine.total_cores)
     except NrtError as exc:
         raise fail(exc.status, "NRT", fn, exc.message) from None
-    version = ".".join(str(p) for p in config.runtime_version)
+    version = runtime_version_string(config)
     nrtlog.info("NRT", fn, f"Neuron Runtime {version} built on neuron_sim")
     nrtlog.info("NRT", "nrt_allocate_neuron_cores",
                 f"Instance info:: device count:{len(machine.devices)} cores per device:"

@@ -26,7 +26,6 @@ from neuron_sim.runtime.references import find_reference
 from neuron_sim.status import NrtError, NrtStatus
 
 DMA_RING_BYTES = 1 << 20          # per model per core (assumption: io rings of a small model)
-SCRATCHPAD_PAGE = 512 << 20       # NEURON_SCRATCHPAD_PAGE_SIZE default
 GENERATION_ORDER = {"v1": 1, "v2": 2, "v3": 3, "v4": 4}
 
 
@@ -248,7 +247,8 @@ def _share_constants(rt: Runtime, model: Model, cs: CoreState, nbytes: int) -> N
 def _resize_scratchpad(rt: Runtime, cs: CoreState, extra: int = 0) -> None:
     """The shared scratchpad of a core is the largest need of its models, rounded up to whole pages."""
     need = max([extra] + [m.neff.scratchpad_bytes for m in rt.models.values() if cs in m.cores])
-    size = _share(need, SCRATCHPAD_PAGE) * SCRATCHPAD_PAGE
+    page = rt.config.scratchpad_page_size_mb << 20   # NEURON_SCRATCHPAD_PAGE_SIZE
+    size = _share(need, page) * page
     if cs.scratchpad is None:
         if size:
             cs.scratchpad = rt.memory.allocate(cs.core, "shared_scratchpad", size)

@@ -1,0 +1,120 @@
+"""Rebuild every sample NEFF in this folder reproducibly (same bytes on every run; fixed weight seeds).
+
+    python neffs/build_samples.py [OUT_DIR]
+
+``build_all()`` returns {file name: bytes}; see README.md for what each sample is for.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+from neuron_sim.neff.builder import NeffBuilder
+from neuron_sim.neff.writer import write_neff
+
+HERE = Path(__file__).resolve().parent
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+def _dense(rng: np.random.Generator, fan_in: int, fan_out: int, dtype=np.float32) -> np.ndarray:
+    return (rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype(dtype)
+
+
+def mlp(name: str, target: str, *, seed: int, dims=(64, 128, 10), act: str = "relu") -> NeffBuilder:
+    """x[1, d0] -> dense+act -> dense -> y[1, d2], float32."""
+    rng = np.random.default_rng(seed)
+    b = NeffBuilder(name, target=target)
+    x = b.input("x", "float32", (1, dims[0]))
+    w1 = b.weight("w1", _dense(rng, dims[0], dims[1]))
+    b1 = b.weight("b1", (rng.standard_normal(dims[1]) * 0.1).astype(np.float32))
+    w2 = b.weight("w2", _dense(rng, dims[1], dims[2]))
+    b2 = b.weight("b2", (rng.standard_normal(dims[2]) * 0.1).astype(np.float32))
+    h = getattr(b, act)(x @ w1 + b1)
+    b.output("y", h @ w2 + b2)
+    return b
+
+
+def matmul_bf16() -> NeffBuilder:
+    rng = np.random.default_rng(5)
+    b = NeffBuilder("matmul_bf16", target="v2")
+    x = b.input("x", "bfloat16", (64, 128))
+    b.output("y", x @ b.weight("w", _dense(rng, 128, 64, ml_dtypes.bfloat16)))
+    return b
+
+
+def pipeline_4core() -> NeffBuilder:
+    """Four subgraphs, one per NeuronCore, each a dense+relu stage passing its activation on."""
+    rng = np.random.default_rng(6)
+    b = NeffBuilder("pipeline_4core", target="v2")
+    h = b.input("x", "float32", (4, 32))
+    for stage in range(4):
+        if stage:
+            b.next_core()
+        h = b.relu(h @ b.weight(f"w{stage}", _dense(rng, 32, 32)))
+    b.output("y", h)
+    return b
+
+
+def declared(name: str, seed: int, **decl) -> NeffBuilder:
+    b = mlp(name, "v2", seed=seed, dims=(16, 32, 8))
+    b.declare(**decl)
+    return b
+
+
+def nan_output() -> NeffBuilder:
+    """y = (x - x) / (x - x): 0/0 gives NaN in every element (numerical-error tests)."""
+    b = NeffBuilder("nan_output", target="v2")
+    x = b.input("x", "float32", (1, 16))
+    zero = x - x
+    b.output("y", zero / zero)
+    return b
+
+
+SAMPLES: dict[str, Callable[[], bytes]] = {
+    "mlp_trn1.neff": lambda: mlp("mlp_trn1", "v2", seed=1).build(),
+    "mlp_inf2.neff": lambda: mlp("mlp_inf2", "v2", seed=2, act="gelu").build(),
+    "mlp_trn2.neff": lambda: mlp("mlp_trn2", "v3", seed=3).build(lnc_size=2),
+    "mlp_inf1.neff": lambda: mlp("mlp_inf1", "v1", seed=4).build(),
+    "matmul_bf16.neff": lambda: matmul_bf16().build(),
+    "pipeline_4core.neff": lambda: pipeline_4core().build(),
+    "large_weights.neff": lambda: declared("large_weights", 7, constants_bytes=768 * MiB).build(),
+    "slow_40s.neff": lambda: declared("slow_40s", 8, duration_s=40.0).build(),
+    "nan_output.neff": lambda: nan_output().build(),
+    "large_outputs.neff": lambda: declared("large_outputs", 9, output_buffer_bytes=6 * GiB).build(),
+    "bad_hash.neff": lambda: mlp("mlp_trn1", "v2", seed=1).build(
+        header_overrides={"hash": bytes(range(16)) + bytes(16)}),
+    "truncated.neff": lambda: _truncated(mlp("mlp_trn1", "v2", seed=1).build()),
+    "unsupported_version.neff": lambda: mlp("unsupported_version", "v2", seed=10).build(version=(3, 0)),
+    "unknown_features.neff": lambda: mlp("unknown_features", "v2", seed=11).build(feature_bits=1 << 27),
+}
+
+
+def _truncated(data: bytes) -> bytes:
+    """Cut in the middle of the archive: the header still claims the full data_size."""
+    return data[:1024 + (len(data) - 1024) // 2]
+
+
+def build_all() -> dict[str, bytes]:
+    """Every sample's bytes by file name."""
+    return {name: make() for name, make in SAMPLES.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    out = Path(args[0]) if args else HERE
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in build_all().items():
+        (out / name).write_bytes(data)
+        print(f"{name:28s} {len(data):7d} bytes")
+    return 0
+
+
+__all__ = ["build_all", "main", "SAMPLES", "write_neff"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Shared fixtures: every test gets its own state directory and a fresh, closed runtime."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+NEFFS = REPO / "neffs"
+REAL_NEFFS = REPO.parent / "shared" / "realneffs"
+
+_PREFIXES = ("NEURON_RT_", "NEURON_SIM_", "NEURON_LOGICAL_NC_CONFIG", "NEURONCORE_GROUP_SIZES")
+
+
+@pytest.fixture(autouse=True)
+def isolated_runtime(tmp_path, monkeypatch):
+    """A private NEURON_SIM_STATE_DIR, no inherited NEURON_* settings, and no runtime left open."""
+    for name in [k for k in os.environ if k.startswith(_PREFIXES)]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NEURON_SIM_STATE_DIR", str(tmp_path / "state"))
+    from neuron_sim import nrtlog
+    from neuron_sim.runtime import lifecycle
+    lifecycle.reset_for_tests()
+    nrtlog.configure(None)
+    yield
+    lifecycle.reset_for_tests()
+    nrtlog.configure(None)
+
+
+@pytest.fixture
+def sample():
+    """Path of a committed sample NEFF by stem: sample("mlp_trn1")."""
+    def get(stem: str) -> Path:
+        path = NEFFS / f"{stem}.neff"
+        assert path.exists(), f"missing sample {path}; run python neffs/build_samples.py"
+        return path
+    return get
