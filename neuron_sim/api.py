@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from concurrent.futures import Future
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -298,10 +297,3 @@ def _np_dtype(dtype: Any) -> np.dtype:
     if isinstance(dtype, (str, NrtDtype, int)):
         return numpy_dtype(nrt_dtype(dtype))
     return np.dtype(dtype)
-
-
-@contextmanager
-def runtime(env: Mapping[str, str] | None = None) -> Iterator[Runtime]:
-    """``with neuron_sim.runtime(): ...`` — the same as ``with Runtime()``."""
-    with Runtime(env) as rt:
-        yield rt

@@ -5,6 +5,7 @@ Run as a script:
                                 [--hold SECONDS | --hold stdin] [--fork MODE]
   reservation_worker.py storm   --state-dir D --machine SPEC --events FILE --rounds K --seed S
   reservation_worker.py watch   --state-dir D --machine SPEC --out FILE          (samples until stdin closes)
+  reservation_worker.py fleet   --state-dir D --machines SPEC[,SPEC] --out-dir O [--count 24 --kills 6 ...]
 Each prints one JSON object per line on stdout ("reserved", "unavailable", "released", ...).
 SPEC is ``NAME:<devices>x<physical cores per device>[:lnc<k>]``, e.g. ``inf1.6xlarge:4x4`` or ``trn2.3xlarge:1x8:lnc2``.
 """
@@ -15,6 +16,7 @@ import json
 import os
 import random
 import selectors
+import signal
 import subprocess
 import sys
 import time
@@ -116,16 +118,23 @@ def _forked(mode: str, res: object) -> int:
 
 
 def _cmd_storm(args: argparse.Namespace) -> int:
-    """Reserve and release at random, logging monotonic acquire/release times of the cores actually held."""
-    machine = make_machine(args.machine)
-    rng = random.Random(args.seed)
-    fd = os.open(args.events, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    return _storm(Path(args.state_dir), make_machine(args.machine), args.events, args.rounds, args.seed)
+
+
+def _storm(state_dir: Path, machine: Machine, events: str, rounds: int, seed: int) -> int:
+    """Reserve and release at random, logging monotonic acquire/release times of the cores actually held.
+
+    "acq" is stamped after reserve() returned and "rel" before release() is called, so each logged interval lies
+    inside the time the cores were really held: two overlapping logged intervals prove a real double hold.
+    """
+    rng = random.Random(seed)
+    fd = os.open(events, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def log(kind: str, **fields: object) -> None:
         os.write(fd, (json.dumps({"kind": kind, "pid": os.getpid(), **fields}) + "\n").encode())
 
     total = machine.total_cores
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         if rng.random() < 0.5:
             visible, num = None, rng.randint(1, max(1, total // 4))
         else:
@@ -133,8 +142,7 @@ def _cmd_storm(args: argparse.Namespace) -> int:
             start = rng.randint(0, total - k)
             visible, num = tuple(range(start, start + k)), 0
         try:
-            res = reserve(Path(args.state_dir), machine, visible=visible, num_cores=num,
-                          runtime_version=RUNTIME_VERSION)
+            res = reserve(state_dir, machine, visible=visible, num_cores=num, runtime_version=RUNTIME_VERSION)
         except CoresUnavailable:
             log("busy")
             time.sleep(rng.uniform(0.0, 0.004))
@@ -151,31 +159,123 @@ def _cmd_storm(args: argparse.Namespace) -> int:
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
-    """Sample list_holders until stdin closes, writing each snapshot with the monotonic times around it."""
-    machine = make_machine(args.machine)
-    out = os.open(args.out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    sel = selectors.DefaultSelector()
-    sel.register(sys.stdin.fileno(), selectors.EVENT_READ)
     _emit("watching")
+    return _watch(Path(args.state_dir), make_machine(args.machine), args.out, sys.stdin.fileno())
+
+
+def _watch(state_dir: Path, machine: Machine, out_path: str, stop_fd: int) -> int:
+    """Sample list_holders until ``stop_fd`` reaches EOF, writing each snapshot with the monotonic times around it."""
+    out = os.open(out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    sel = selectors.DefaultSelector()
+    sel.register(stop_fd, selectors.EVENT_READ)
     while True:
         t0 = time.monotonic_ns()
-        holders = list_holders(Path(args.state_dir), machine)
+        holders = list_holders(state_dir, machine)
         t1 = time.monotonic_ns()
         snap = {"t0": t0, "t1": t1, "holders": [{"pid": h.pid, "physical": list(h.physical_cores)} for h in holders]}
         os.write(out, (json.dumps(snap) + "\n").encode())
-        if sel.select(timeout=0.002) and not os.read(sys.stdin.fileno(), 4096):
+        if sel.select(timeout=0.002) and not os.read(stop_fd, 4096):
             break
     os.close(out)
+    return 0
+
+
+def _sleeper(state_dir: Path, machine: Machine, events: str) -> int:
+    """Take one core (retrying while busy), log it and hold it until SIGKILL: a kill that surely lands mid-hold."""
+    fd = os.open(events, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    while True:
+        try:
+            res = reserve(state_dir, machine, visible=None, num_cores=1, runtime_version=RUNTIME_VERSION)
+            break
+        except CoresUnavailable:
+            time.sleep(0.001)
+    os.write(fd, (json.dumps({"kind": "acq", "pid": os.getpid(), "t": time.monotonic_ns(), "lnc": machine.lnc,
+                              "physical": list(res.physical_cores), "logical": list(res.logical_cores),
+                              "visible": None, "num": 1}) + "\n").encode())
+    time.sleep(60)
+    return 1
+
+
+def _run_child(body) -> None:  # type: ignore[no-untyped-def]
+    """Run ``body`` in a forked child and leave with its code, never returning into the parent's code."""
+    code = 1
+    try:
+        code = body()
+    except BaseException:  # noqa: BLE001 - reported on stderr, the exit code says it failed
+        import traceback
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    """Fork a watcher and ``count`` storm workers after one import, SIGKILL some at random times, reap all.
+
+    Forking from one launcher starts 24 real processes in milliseconds; the launcher is their parent, so a
+    victim's pid cannot be reused before the kill (it stays a zombie until reaped here).
+    """
+    specs = args.machines.split(",")
+    state, out = Path(args.state_dir), Path(args.out_dir)
+    rng = random.Random(args.seed)
+    stop_r, stop_w = os.pipe()
+    watcher = os.fork()
+    if watcher == 0:
+        os.close(stop_w)
+        _run_child(lambda: _watch(state, make_machine(specs[0]), str(out / "watch.jsonl"), stop_r))
+    os.close(stop_r)
+    machines = [make_machine(s) for s in specs]
+    start = time.monotonic()
+    pids = []
+    for i in range(args.count):
+        pid = os.fork()
+        if pid == 0:
+            os.close(stop_w)
+            m = machines[i % len(machines)]
+            _run_child(lambda: _storm(state, m, str(out / f"events-{os.getpid()}.jsonl"), args.rounds,
+                                      args.seed * 1000 + i))
+        pids.append(pid)
+    sleepers = []
+    for i in range(args.sleepers):
+        pid = os.fork()
+        if pid == 0:
+            os.close(stop_w)
+            _run_child(lambda: _sleeper(state, machines[0], str(out / f"events-{os.getpid()}.jsonl")))
+        sleepers.append(pid)
+    plan = sorted((rng.uniform(0.005, args.kill_window), pid) for pid in rng.sample(pids, args.kills))
+    kills = os.open(out / "kills.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def kill(pid: int) -> None:
+        t = time.monotonic_ns()
+        os.kill(pid, signal.SIGKILL)
+        os.write(kills, (json.dumps({"pid": pid, "t": t}) + "\n").encode())
+
+    for at, pid in plan:
+        time.sleep(max(0.0, start + at - time.monotonic()))
+        kill(pid)
+    for pid in sleepers:                     # each sleeper is killed only once it logged its holding
+        events, deadline = out / f"events-{pid}.jsonl", time.monotonic() + 20
+        while not (events.exists() and b"acq" in events.read_bytes()) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        kill(pid)
+    os.close(kills)
+    exits = {}
+    for pid in pids + sleepers:
+        _, status = os.waitpid(pid, 0)
+        exits[pid] = os.waitstatus_to_exitcode(status)
+    os.close(stop_w)
+    _, status = os.waitpid(watcher, 0)
+    _emit("fleet-done", exits={str(p): c for p, c in exits.items()}, watcher=os.waitstatus_to_exitcode(status))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("reserve", "storm", "watch"):
+    for name in ("reserve", "storm", "watch", "fleet"):
         p = sub.add_parser(name)
         p.add_argument("--state-dir", required=True)
-        p.add_argument("--machine", required=True)
+        if name != "fleet":
+            p.add_argument("--machine", required=True)
         if name == "reserve":
             p.add_argument("--visible")
             p.add_argument("--num-cores", type=int, default=0)
@@ -185,10 +285,19 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--events", required=True)
             p.add_argument("--rounds", type=int, default=6)
             p.add_argument("--seed", type=int, default=0)
-        else:
+        elif name == "watch":
             p.add_argument("--out", required=True)
+        else:
+            p.add_argument("--out-dir", required=True)
+            p.add_argument("--machines", required=True, help="comma-separated SPECs; worker i uses SPEC i mod n")
+            p.add_argument("--count", type=int, default=24)
+            p.add_argument("--rounds", type=int, default=6)
+            p.add_argument("--kills", type=int, default=6)
+            p.add_argument("--sleepers", type=int, default=0, help="extra workers killed while surely holding")
+            p.add_argument("--kill-window", type=float, default=0.15)
+            p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    return {"reserve": _cmd_reserve, "storm": _cmd_storm, "watch": _cmd_watch}[args.command](args)
+    return {"reserve": _cmd_reserve, "storm": _cmd_storm, "watch": _cmd_watch, "fleet": _cmd_fleet}[args.command](args)
 
 
 # ---- helpers the tests use to drive workers -------------------------------------------------------------------

@@ -11,16 +11,16 @@ import os
 import sys
 from types import ModuleType
 
-from neuron_sim.cli import ls
+from neuron_sim.cli import demo, ls
 
 PROG = "neuron-sim"
-SUBCOMMANDS: tuple[ModuleType, ...] = (ls,)
+SUBCOMMANDS: tuple[ModuleType, ...] = (demo, ls)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog=PROG, description="Tools for the simulated Neuron machine.")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in SUBCOMMANDS:
         module.register(subparsers)
     return parser
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed usage/help
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if args.command is None:  # plain ``neuron-sim`` runs the demo
+        args = parser.parse_args(["demo"])
     try:
         return int(args.func(args))
     except BrokenPipeError:
