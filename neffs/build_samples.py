@@ -14,7 +14,6 @@ import ml_dtypes
 import numpy as np
 
 from neuron_sim.neff.builder import NeffBuilder
-from neuron_sim.neff.writer import write_neff
 
 HERE = Path(__file__).resolve().parent
 MiB = 1 << 20
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["build_all", "main", "SAMPLES", "write_neff"]
+__all__ = ["build_all", "main", "SAMPLES"]
 
 if __name__ == "__main__":
     sys.exit(main())

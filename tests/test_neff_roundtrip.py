@@ -129,7 +129,7 @@ def test_a_wrong_hash_fails_only_when_validation_is_asked(pkg_version: int, text
     assert verify_hash(data) is False
 
 
-def test_compiler_made_neff_with_unknown_hash_scheme_loads_as_unknown_scheme() -> None:
+def test_compiler_made_neff_with_a_wrong_hash_is_refused_when_validating() -> None:
     g, w = mlp_graph()
     members = {k: v for k, v in archive_members(g, w, name="c", target="v2", lnc_size=1, build_version="")
                .items() if not k.startswith("sim/")}
@@ -138,8 +138,9 @@ def test_compiler_made_neff_with_unknown_hash_scheme_loads_as_unknown_scheme() -
     assert n.is_opaque and n.hash_status == "ok" and n.weights == {}
     bad = bytearray(good)
     bad[172] ^= 0xFF
-    n = read_neff(bytes(bad), validate_hash=True)
-    assert n.hash_status == "unknown-scheme" and [t.name for t in n.inputs] == ["x"]
+    with pytest.raises(NeffError, match="MD5 mismatch"):
+        read_neff(bytes(bad), validate_hash=True)
+    assert read_neff(bytes(bad)).hash_status == "unchecked"
 
 
 # ---- container checks -------------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import shutil
+import tempfile
 import os
 import signal
 import subprocess
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from neuron_sim.runtime.lockfiles import core_lock_path
 from neuron_sim.runtime.reservation import CoresUnavailable, list_holders, reserve
 
 _spec = importlib.util.spec_from_file_location("reservation_worker", Path(__file__).with_name("reservation_worker.py"))
@@ -188,3 +192,50 @@ def test_many_processes_create_state_dir_at_once(tmp_path, workers):
     state = tmp_path / "fresh" / "inf1.6xlarge"
     ws = [workers(state, INF1, "--num-cores", "1") for _ in range(6)]
     assert sorted(w.event()["logical"][0] for w in ws) == list(range(6))
+
+
+_PERMISSIONS_SCRIPT = r"""
+import json, os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+import reservation_worker as rw
+from neuron_sim.runtime.lockfiles import core_lock_path
+from neuron_sim.runtime.reservation import list_holders, reserve
+state, m = Path(sys.argv[1]), rw.make_machine("inf1.6xlarge:4x4")
+out = {}
+for core, mode in ((1, 0o000), (2, 0o444), (3, 0o200)):          # our own files with wrong permissions
+    path = core_lock_path(state, core)
+    path.write_text("junk")
+    path.chmod(mode)
+    res = reserve(state, m, visible=(core,), num_cores=0, runtime_version="x")
+    out[core] = {"mode": path.stat().st_mode & 0o777, "holders": [h.pid for h in list_holders(state, m)]}
+    res.release()
+foreign = reserve(state, m, visible=(5,), num_cores=0, runtime_version="x")   # core 5: another user's file
+out["foreign"] = [(h.pid, list(h.physical_cores)) for h in list_holders(state, m)]
+print(json.dumps(out))
+"""
+
+
+def test_wrong_permissions_repaired_and_foreign_files_still_lock(tmp_path):
+    """Run as an unprivileged user (root ignores permission bits): own files are repaired, others' still lock."""
+    state = Path(tempfile.mkdtemp(prefix="neuron_sim-perm-", dir="/tmp"))
+    try:
+        state.chmod(0o777)
+        foreign = core_lock_path(state, 5)
+        foreign.write_text("a record of some other user's older runtime")
+        foreign.chmod(0o644)
+        as_nobody = os.getuid() == 0 and shutil.which("setpriv") is not None
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if as_nobody else []
+        if not as_nobody:
+            foreign.unlink()                                  # no second user to own it: test our own files only
+        done = subprocess.run([*prefix, sys.executable, "-c", _PERMISSIONS_SCRIPT, str(state),
+                               str(Path(__file__).parent)], capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr.decode()
+        out = json.loads(done.stdout)
+        for core in ("1", "2", "3"):
+            assert out[core]["mode"] & 0o600 == 0o600           # readable and writable by its owner again
+            assert len(out[core]["holders"]) == 1 and out[core]["holders"][0] > 0   # record written and read
+        if as_nobody:
+            assert out["foreign"] == [[0, [5]]]                 # locked through a read-only descriptor: unknown
+    finally:
+        shutil.rmtree(state, ignore_errors=True)

@@ -11,10 +11,10 @@ import os
 import sys
 from types import ModuleType
 
-from neuron_sim.cli import demo, ls
+from neuron_sim.cli import demo, ls, neff_cmd
 
 PROG = "neuron-sim"
-SUBCOMMANDS: tuple[ModuleType, ...] = (demo, ls)
+SUBCOMMANDS: tuple[ModuleType, ...] = (demo, ls, neff_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,9 +10,8 @@ Decisions where the spec is silent:
 - Feature bit 63 is tolerated (older runtimes advertised it as supported); bits outside
   ``supported_features`` below bit 63 reject the NEFF as "compiled by a newer version".
 - Hash (only with ``validate_hash``): the compiler's word-swapped digest and the plain digest both pass.
-  A mismatch on a neuron_sim NEFF (it has ``sim/`` members) or on an unreadable archive raises
-  "MD5 mismatch!"/"SHA256 mismatch!". A compiler-made NEFF whose hash matches neither form is not
-  refused: its scheme is unknown, ``hash_status`` is "unknown-scheme" and the runtime logs a warning.
+  Any mismatch raises "MD5 mismatch!"/"SHA256 mismatch!" (NRT_INVALID), for neuron_sim NEFFs and
+  compiler-made ones alike: both real NEFFs verify with the word-swapped MD5.
 """
 from __future__ import annotations
 
@@ -203,10 +202,8 @@ def _read(data: bytes, validate_hash: bool, supported_features: int) -> Neff:
         hash_status = "unchecked"
     elif matches:
         hash_status = "ok"
-    elif ours:
-        raise _mismatch(header, payload)
     else:
-        hash_status = "unknown-scheme"
+        raise _mismatch(header, payload)
 
     neff_doc = md.load_json(members, "neff.json")
     inputs, outputs = md.parse_io(neff_doc)

@@ -68,6 +68,7 @@ class Runtime:
             self._runtime_allocs.append(self.memory.allocate(cs.core, "runtime", mem))
         # set by neuron_sim.runtime.models / execution / async_exec on first use
         self.shared_constants: dict = {}
+        self.duration_cache: dict = {}
         self.async_queue = None
 
     # ---- cores -------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ the last descriptor of its description closes, however the process ends.
 
 Garbage on disk never stops the lock from working: a directory where a lock file should be is opened read-only and
 locked all the same (flock works on any open file); a file we may not write is locked through a read-only
-descriptor (its record cannot be written, so its holder lists as unknown); a file we own but cannot open at all
-gets its permissions repaired. Every open uses O_NONBLOCK so a FIFO planted at a lock path cannot hang us.
+descriptor (its record cannot be written, so its holder lists as unknown, or as the last holder that could
+write it); a file we own but may not read or write gets its normal mode back (0o666 less the umask). Every open uses O_NONBLOCK so a FIFO planted at a lock path cannot hang us.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class LockFile:
 
 def core_lock_path(state_dir: Path, physical_id: int) -> Path:
     """``nc<NNN>.lock`` for a machine-wide physical NeuronCore id."""
-    return state_dir / f"nc{physical_id:03d}.lock"
+    return Path(os.path.join(state_dir, f"nc{physical_id:03d}.lock"))
 
 
 def _umask() -> int:
@@ -82,21 +82,16 @@ def open_for_locking(path: Path) -> LockFile:
         except IsADirectoryError:
             pass
         except PermissionError:
-            pass
+            if not repaired and _repair_mode(path):
+                repaired = True
+                continue
         except OSError as exc:
             raise _state_error(path, exc, "remove it; neuron_sim recreates it") from exc
         try:
             return LockFile(path, os.open(path, os.O_RDONLY | _COMMON_FLAGS), False)
-        except PermissionError as exc:
-            if repaired or not _owned_by_me(path):
-                raise _state_error(path, exc, "make it readable or set NEURON_SIM_STATE_DIR") from exc
-            try:
-                os.chmod(path, 0o666 & ~_umask() | stat.S_IRUSR | stat.S_IWUSR)
-            except OSError as chmod_exc:
-                raise _state_error(path, chmod_exc, "make it readable or set NEURON_SIM_STATE_DIR") from exc
-            repaired = True
         except OSError as exc:
-            raise _state_error(path, exc, "remove it; neuron_sim recreates it") from exc
+            raise _state_error(path, exc, "make it and its directory readable and writable, "
+                                          "or set NEURON_SIM_STATE_DIR") from exc
 
 
 def open_for_probing(path: Path) -> LockFile | None:
@@ -107,11 +102,15 @@ def open_for_probing(path: Path) -> LockFile | None:
         return None
 
 
-def _owned_by_me(path: Path) -> bool:
+def _repair_mode(path: Path) -> bool:
+    """Give a lock file of ours that we may not read or write its normal mode back; False if not ours."""
     try:
-        return os.lstat(path).st_uid == os.getuid()
+        if os.lstat(path).st_uid != os.getuid() or not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        os.chmod(path, 0o666 & ~_umask() | stat.S_IRUSR | stat.S_IWUSR)
     except OSError:
         return False
+    return True
 
 
 def try_lock_exclusive(lock: LockFile) -> bool:
@@ -154,8 +153,11 @@ def write_record(lock: LockFile, data: bytes) -> bool:
     if not lock.writable:
         return False
     try:
-        os.ftruncate(lock.fd, 0)
-        return os.pwrite(lock.fd, data, 0) == len(data)
+        if os.pwrite(lock.fd, data, 0) != len(data):
+            return False
+        if os.fstat(lock.fd).st_size > len(data):     # a longer old record or garbage: cut its tail
+            os.ftruncate(lock.fd, len(data))
+        return True
     except OSError:
         return False
 

@@ -52,7 +52,7 @@ class Model:
     compiled: CompiledGraph | None
     duration_s: float
     allocations: list[Allocation] = field(default_factory=list)
-    shared_key: tuple | None = None
+    shared_entries: list = field(default_factory=list)
     unloaded: bool = False
     warned_sentinel: bool = False
 
@@ -81,10 +81,6 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1) -> Model:
     except NeffError as exc:
         nrtlog.error("NEFF", "neff_parse", exc.message)
         raise _load_failed(exc.status, exc.message, "<buffer>") from None
-    if neff.hash_status == "unknown-scheme" and rt.config.validate_hash:
-        nrtlog.warn_once(f"hash-scheme:{neff.uuid}", "NRT", fn,
-                         f"NEFF {neff.name}: hash scheme of this compiler-made NEFF is not known to neuron_sim; "
-                         "hash not verified")
     _check_architecture(rt, neff)
     _check_lnc(rt, neff)
     start = _place(rt, neff, vnc)
@@ -125,8 +121,9 @@ def unload(rt: Runtime, model: Model) -> None:
             cs.models -= 1
         _release_memory(rt, model)
         _update_durations(rt, model)
-        for cs in model.cores:
-            _resize_scratchpad(rt, cs)
+        if model.neff.scratchpad_bytes:
+            for cs in model.cores:
+                _resize_scratchpad(rt, cs)
 
 
 def unload_all(rt: Runtime) -> None:
@@ -229,8 +226,9 @@ def _account(rt: Runtime, model: Model) -> None:
                 _share_constants(rt, model, cs, constants)
             else:
                 model.allocations.append(rt.memory.allocate(cs.core, "constants", constants, model.id))
-    for cs in model.cores:
-        _resize_scratchpad(rt, cs, extra=neff.scratchpad_bytes)
+    if neff.scratchpad_bytes:
+        for cs in model.cores:
+            _resize_scratchpad(rt, cs, extra=neff.scratchpad_bytes)
 
 
 def _share_constants(rt: Runtime, model: Model, cs: CoreState, nbytes: int) -> None:
@@ -241,7 +239,7 @@ def _share_constants(rt: Runtime, model: Model, cs: CoreState, nbytes: int) -> N
         alloc = rt.memory.allocate(cs.core, "constants", nbytes, model.id)
         entry = rt.shared_constants[key] = {"alloc": alloc, "users": set()}
     entry["users"].add(model.id)
-    model.shared_key = key[:2]
+    model.shared_entries.append(entry)
 
 
 def _resize_scratchpad(rt: Runtime, cs: CoreState, extra: int = 0) -> None:
@@ -271,28 +269,33 @@ def _release_memory(rt: Runtime, model: Model) -> None:
                 del rt.shared_constants[key]
 
 
-def sharers(rt: Runtime, model: Model) -> int:
+def sharers(model: Model) -> int:
     """How many loaded models read the same shared copy of this model's constants (1 without sharing)."""
-    if model.shared_key is None:
-        return 1
-    return max((len(e["users"]) for k, e in rt.shared_constants.items()
-                if k[:2] == model.shared_key and model.id in e["users"]), default=1)
+    return max((len(e["users"]) for e in model.shared_entries), default=1)
 
 
 def _update_durations(rt: Runtime, changed: Model) -> None:
     """Recompute simulated durations of the models whose weight sharing changed (bandwidth contention)."""
-    group = [m for m in rt.models.values()
-             if m is changed or (changed.shared_key is not None and m.shared_key == changed.shared_key)]
-    gen = rt.machine.generation
-    for m in group:
-        if m.unloaded:
-            continue
+    ids = {changed.id}.union(*(e["users"] for e in changed.shared_entries))
+    for m in [rt.models.get(i) for i in ids]:
+        if m is not None and not m.unloaded:
+            m.duration_s = _duration(rt, m, sharers(m))
+
+
+def _duration(rt: Runtime, m: Model, hbm_sharers: int) -> float:
+    """Simulated seconds of one execution, cached per NEFF, core count and number of weight sharers."""
+    key = (m.neff.uuid, m.neff.name, len(m.cores), hbm_sharers)
+    cached = rt.duration_cache.get(key)
+    if cached is None:
+        gen = rt.machine.generation
         if m.neff.graph is not None:
-            m.duration_s = estimate_duration(m.neff.graph, gen, cores=len(m.cores), lnc=rt.machine.lnc,
-                                             hbm_sharers=sharers(rt, m), weights=m.neff.weights)
+            cached = estimate_duration(m.neff.graph, gen, cores=len(m.cores), lnc=rt.machine.lnc,
+                                       hbm_sharers=hbm_sharers, weights=m.neff.weights)
         else:
-            io = sum(b.size for b in m.inputs + m.outputs) + m.neff.constants_bytes
-            m.duration_s = gen.launch_cost_s + io / gen.hbm_bandwidth
+            io = sum(b.size for b in m.inputs + m.outputs) + m.neff.constants_bytes * hbm_sharers
+            cached = gen.launch_cost_s + io / gen.hbm_bandwidth
+        rt.duration_cache[key] = cached
+    return cached
 
 
 def opaque_outputs(model: Model, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> bool:

@@ -19,6 +19,12 @@ Decisions where the spec is silent:
 - ``release()`` in the process that reserved unlocks the cores for every process sharing the lock (a forked child
   included), as nrt_close frees cores on hardware; in a forked child it only closes the child's copies and the
   parent keeps the cores. A process that ends without release leaves the cores to any forked child still alive.
+- A machine's namespace is its instance type, or ``topology-<12 hex of sha256(realpath of the file)>``; LNC is not
+  part of it, since processes at either LNC share the same physical cores.
+- list_holders gives one Holder per pid (a process normally holds one reservation); its physical_cores are the
+  lock files found held, its logical_cores come from the records (the holder's own numbering).
+- A request that cannot be valid (range outside the machine, not contiguous, negative count) is NRT_INVALID with
+  the reason, never NRT_RESOURCE.
 """
 from __future__ import annotations
 
@@ -41,7 +47,7 @@ from neuron_sim.runtime.lockfiles import (
 )
 from neuron_sim.status import NrtError, NrtStatus
 
-__all__ = ["CoresUnavailable", "Holder", "Reservation", "default_state_dir", "list_holders",
+__all__ = ["CoresUnavailable", "Holder", "Reservation", "default_state_dir", "holder_lines", "list_holders",
            "machine_namespace", "reserve"]
 
 STATE_DIR_VARIABLE = "NEURON_SIM_STATE_DIR"
@@ -141,39 +147,36 @@ def _check_request(machine: Machine, visible: tuple[int, ...] | None, num_cores:
 
 
 class _Probe:
-    """One pass over the machine's lock files under the allocation lock: open descriptors and who is busy."""
+    """The machine's lock files, opened and probed on demand under the allocation lock."""
 
     def __init__(self, state_dir: Path, machine: Machine) -> None:
+        self.state_dir = state_dir
         self.machine = machine
         self.locks: dict[int, LockFile] = {}
         self.busy: set[int] = set()
-        try:
-            for core in machine.cores:
-                for pid in core.physical_ids:
-                    lock = open_for_locking(core_lock_path(state_dir, pid))
-                    self.locks[pid] = lock
-                    if is_held(lock):
-                        self.busy.add(pid)
-        except BaseException:
-            self.close()
-            raise
 
     def free(self, core: LogicalCore) -> bool:
+        for phys in core.physical_ids:
+            if phys not in self.locks:
+                lock = open_for_locking(core_lock_path(self.state_dir, phys))
+                self.locks[phys] = lock
+                if is_held(lock):
+                    self.busy.add(phys)
         return not any(p in self.busy for p in core.physical_ids)
 
+    def first_fit(self, n: int) -> int | None:
+        """Start of the first run of ``n`` free logical cores, probing only as far as needed."""
+        run = 0
+        for i, core in enumerate(self.machine.cores):
+            run = run + 1 if self.free(core) else 0
+            if run == n:
+                return i - n + 1
+        return None
+
     def close(self, keep: set[int] | frozenset[int] = frozenset()) -> None:
-        for pid, lock in self.locks.items():
-            if pid not in keep:
+        for phys, lock in self.locks.items():
+            if phys not in keep:
                 lock.close()
-
-
-def _first_fit(free: list[bool], n: int) -> int | None:
-    run = 0
-    for i, ok in enumerate(free):
-        run = run + 1 if ok else 0
-        if run == n:
-            return i - n + 1
-    return None
 
 
 def _largest_run(free: list[bool]) -> int:
@@ -222,17 +225,18 @@ def _holder_lines(holders: list[Holder], machine: Machine) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _unavailable(probe: _Probe, wanted: tuple[int, ...] | None, n: int, free: list[bool]) -> CoresUnavailable:
+def _unavailable(probe: _Probe, wanted: tuple[int, ...] | None, n: int) -> CoresUnavailable:
     machine = probe.machine
+    cores = machine.cores if wanted is None else tuple(machine.cores[i] for i in wanted)
+    free = [probe.free(c) for c in cores]              # probes whatever the search did not reach
+    available = sum(free)
     if wanted is not None:
         requested = _logical_label(wanted)
-        available = sum(free[i] for i in wanted)
-        blocking = {p for i in wanted for p in machine.cores[i].physical_ids} & probe.busy
+        blocking = {p for c in cores for p in c.physical_ids} & probe.busy
         message = (f"Logical Neuron Core(s) not available - Requested:{requested} Available:{available} "
                    f"Logical Core size:{machine.lnc} (cores busy, ret=-16)")
     else:
         requested = str(n)
-        available = sum(free)
         blocking = set(probe.busy)
         message = (f"Logical Neuron Core(s) not available - Requested:{n} Available:{available} "
                    f"Logical Core size {machine.lnc}")
@@ -249,33 +253,32 @@ def reserve(state_dir: Path, machine: Machine, *, visible: tuple[int, ...] | Non
     n = len(wanted) if wanted is not None else (num_cores or machine.total_cores)
     state_dir = Path(state_dir)
     ensure_state_dir(state_dir)
+    identity = (os.getpid(), process_command(), process_start_time())
     with AllocationLock(state_dir):
         probe = _Probe(state_dir, machine)
         kept: set[int] = set()
         try:
-            free = [probe.free(c) for c in machine.cores]
             if wanted is not None:
-                start = wanted[0] if all(free[i] for i in wanted) else None
+                start = wanted[0] if all([probe.free(machine.cores[i]) for i in wanted]) else None
             else:
-                start = _first_fit(free, n) if n <= machine.total_cores else None
+                start = probe.first_fit(n) if n <= machine.total_cores else None
             if start is None:
-                raise _unavailable(probe, wanted, n, free)
+                raise _unavailable(probe, wanted, n)
             cores = machine.cores[start:start + n]
             physical = tuple(p for c in cores for p in c.physical_ids)
-            for pid in physical:
-                if not try_lock_exclusive(probe.locks[pid]):   # only a non-cooperating prober can cause this
-                    probe.busy.add(pid)
-                    raise _unavailable(probe, wanted, n, [probe.free(c) for c in machine.cores])
-                kept.add(pid)
-            holder = Holder(os.getpid(), process_command(), process_start_time(), runtime_version, physical,
-                            tuple(c.global_id for c in cores))
+            for phys in physical:
+                if not try_lock_exclusive(probe.locks[phys]):  # only a non-cooperating prober can cause this
+                    probe.busy.add(phys)
+                    raise _unavailable(probe, wanted, n)
+                kept.add(phys)
+            holder = Holder(*identity, runtime_version, physical, tuple(c.global_id for c in cores))
             record = encode_record(holder)
-            for pid in physical:
-                write_record(probe.locks[pid], record)
+            for phys in physical:
+                write_record(probe.locks[phys], record)
             locks = [probe.locks[p] for p in physical]
         except BaseException:
-            for pid in kept:
-                unlock(probe.locks[pid])
+            for phys in kept:
+                unlock(probe.locks[phys])
             probe.close(keep=kept)
             raise
         probe.close(keep=kept)
@@ -291,13 +294,13 @@ def list_holders(state_dir: Path, machine: Machine) -> list[Holder]:
         locks: dict[int, LockFile] = {}
         busy: set[int] = set()
         try:
-            for pid in sorted({p for core in machine.cores for p in core.physical_ids}):
-                lock = open_for_probing(core_lock_path(state_dir, pid))
+            for phys in sorted({p for core in machine.cores for p in core.physical_ids}):
+                lock = open_for_probing(core_lock_path(state_dir, phys))
                 if lock is None:
                     continue
-                locks[pid] = lock
+                locks[phys] = lock
                 if is_held(lock):
-                    busy.add(pid)
+                    busy.add(phys)
             return _holders_of(locks, busy, machine)
         finally:
             for lock in locks.values():
