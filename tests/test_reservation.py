@@ -25,7 +25,7 @@ from neuron_sim.runtime.holder_records import (
 )
 from neuron_sim.runtime.lockfiles import core_lock_path
 from neuron_sim.runtime.reservation import (
-    CoresUnavailable, Reservation, default_state_dir, list_holders, machine_namespace, reserve,
+    CoresUnavailable, Reservation, default_state_dir, holder_lines, list_holders, machine_namespace, reserve,
 )
 from neuron_sim.status import NrtError, NrtStatus
 
@@ -421,3 +421,11 @@ def test_holder_line_truncates_command_and_flags_exited_pid():
     line = holder_line(Holder(child, "python " + "x" * 100, 0.0, "2", (1,), (1,)), "1")
     assert f"held by PID {child} (python xxx" in line and "...)" in line
     assert line.endswith("which has exited: a process it forked still holds the cores")
+
+
+def test_holder_lines_of_a_listing_match_the_error_lines(tmp_path):
+    take(tmp_path, visible=(0, 1))
+    take(tmp_path, TRN2_LNC1, visible=(6,))
+    err = refused(tmp_path, num_cores=16)
+    assert holder_lines(list_holders(tmp_path, INF1), INF1) == err.lines
+    assert err.lines[0].startswith(f"NeuronCore(s) 0-1,6 held by PID {os.getpid()}")

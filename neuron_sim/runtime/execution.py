@@ -27,6 +27,7 @@ class Prepared:
     out_tensors: list[Tensor]
     inputs: dict[str, np.ndarray]
     outputs: dict[str, np.ndarray]
+    submitted: float      # simulated time of the call: the device may start it from then on
 
 
 def _bind(rt: Runtime, model: Model, bindings: tuple[Binding, ...], tset: TensorSet, kind: str,
@@ -66,7 +67,7 @@ def prepare(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) ->
     out_v: dict[str, np.ndarray] = {}
     _bind(rt, model, model.inputs, inputs, "input", in_t, in_v)
     _bind(rt, model, model.outputs, outputs, "output", out_t, out_v)
-    return Prepared(model, in_t, out_t, in_v, out_v)
+    return Prepared(model, in_t, out_t, in_v, out_v, rt.clock.now())
 
 
 def run(rt: Runtime, req: Prepared) -> NrtStatus:
@@ -77,7 +78,9 @@ def run(rt: Runtime, req: Prepared) -> NrtStatus:
         cs.lock.acquire()
     try:
         clock = rt.clock
-        start = max([clock.now()] + [cs.busy_until for cs in cores])
+        # the device timeline starts the request when it was submitted or when its cores free up,
+        # whichever is later — not when a host thread got round to it
+        start = max([req.submitted] + [cs.busy_until for cs in cores])
         duration = model.duration_s
         timeout = rt.config.exec_timeout_s
         if timeout > 0 and duration > timeout:
