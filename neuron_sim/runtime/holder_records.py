@@ -147,7 +147,7 @@ def holder_line(holder: Holder, cores_label: str) -> str:
     if not holder.known:
         return (f"NeuronCore(s) {cores_label} held by an unknown process "
                 f"(its lock file has no readable holder record)")
-    command = holder.command
+    command = " ".join(holder.command.split())      # one log line: no newlines from `python -c` scripts
     if len(command) > SHOWN_COMMAND_CHARS:
         command = command[: SHOWN_COMMAND_CHARS - 3] + "..."
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.start_time))
