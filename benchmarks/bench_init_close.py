@@ -3,7 +3,7 @@
 Each process asks for NEURON_RT_NUM_CORES=1 and repeats init/close ``--iterations`` times; all processes start
 together behind a barrier. The table gives, per scenario, the median and p95 of the per-call init and close
 latencies pooled over every process, and the total wall time from the barrier to the last process done.
-The per-process work is ``WORK``: swap it for a function that runs nrt_init/nrt_close to time the full runtime.
+Two layers are timed side by side: the full nrt_init/nrt_close, and the reservation alone (reserve/release).
 
     python benchmarks/bench_init_close.py [--iterations 20] [--procs 1,8,32]
 """
@@ -50,7 +50,28 @@ def reserve_release(ctx: BenchContext) -> tuple[float, float]:
     return t1 - t0, t2 - t1
 
 
-WORK: Callable[[BenchContext], tuple[float, float]] = reserve_release
+def nrt_init_close(ctx: BenchContext) -> tuple[float, float]:
+    """The full runtime: nrt_init (config, machine, reservation, device memory) and nrt_close."""
+    import os
+    from neuron_sim import nrt
+    os.environ["NEURON_SIM_STATE_DIR"] = str(ctx.state_dir.parent)
+    os.environ["NEURON_SIM_INSTANCE_TYPE"] = ctx.instance_type
+    os.environ["NEURON_RT_NUM_CORES"] = "1"
+    t0 = time.perf_counter()
+    status = nrt.nrt_init()
+    t1 = time.perf_counter()
+    if status != 0:
+        raise SystemExit(f"nrt_init failed with {nrt.nrt_get_status_as_str(status)}")
+    nrt.nrt_close()
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1
+
+
+LAYERS: dict[str, Callable[[BenchContext], tuple[float, float]]] = {
+    "nrt_init/nrt_close": nrt_init_close,
+    "reserve/release": reserve_release,
+}
+WORK: Callable[[BenchContext], tuple[float, float]] = nrt_init_close
 
 
 def _process(ctx: BenchContext, iterations: int, barrier, results) -> None:  # type: ignore[no-untyped-def]
@@ -97,9 +118,9 @@ def run_scenario(procs: int, iterations: int, state_dir: Path) -> Row:
                _p95(closes), wall)
 
 
-def format_table(rows: list[Row]) -> str:
+def format_table(rows: list[Row], layer: str = "nrt_init/nrt_close") -> str:
     head = f"{'procs':>5} {'calls':>6} {'init median':>12} {'init p95':>10} {'close median':>13} {'close p95':>10} {'wall':>9}"
-    lines = [f"init/close on {INSTANCE_TYPE}, NEURON_RT_NUM_CORES=1 per process", head, "-" * len(head)]
+    lines = [f"{layer} on {INSTANCE_TYPE}, NEURON_RT_NUM_CORES=1 per process", head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.procs:>5} {r.calls:>6} {r.init_median * 1e3:>10.3f}ms {r.init_p95 * 1e3:>8.3f}ms "
                      f"{r.close_median * 1e3:>11.3f}ms {r.close_p95 * 1e3:>8.3f}ms {r.wall:>8.3f}s")
@@ -115,11 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         counts = [int(p) for p in args.procs.split(",")]
     except ValueError:
         parser.error(f"--procs takes comma-separated integers such as 1,8,32, got {args.procs!r}")
-    rows = []
-    for procs in counts:
-        with tempfile.TemporaryDirectory(prefix="neuron_sim-bench-") as tmp:
-            rows.append(run_scenario(procs, args.iterations, Path(tmp) / INSTANCE_TYPE))
-    print(format_table(rows))
+    global WORK
+    for layer, work in LAYERS.items():
+        WORK = work
+        rows = []
+        for procs in counts:
+            with tempfile.TemporaryDirectory(prefix="neuron_sim-bench-") as tmp:
+                rows.append(run_scenario(procs, args.iterations, Path(tmp) / INSTANCE_TYPE))
+        print(format_table(rows, layer))
+        print()
     return 0
 
 

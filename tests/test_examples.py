@@ -1,0 +1,77 @@
+"""The README's main command and every example run from a clean environment and say what they should."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def run(args: list[str], tmp_path, **env) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("NEURON_RT_", "NEURON_SIM_"))}
+    base.update(NEURON_SIM_STATE_DIR=str(tmp_path / "state"), **env)
+    return subprocess.run([sys.executable, *args], env=base, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_demo_is_the_main_command(tmp_path):
+    r = run(["-m", "neuron_sim.cli.main"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "simulated trn1.32xlarge" in out
+    assert "placed on least-used cores [0, 1, 2, 3]" in out
+    assert "output matches numpy (max abs diff 0.00e+00)" in out
+    assert "input tensor of 100 bytes instead of 8192: NRT_INVALID" in out
+    assert "NRT_TIMEOUT after" in out
+    assert "another process asking for NeuronCore 0: NRT_RESOURCE (Logical Neuron Core(s) not available" in out
+    assert "execution timeout (30000 ms)" in r.stderr            # the runtime's own log line
+
+
+def test_demo_reports_a_failed_init_without_a_traceback(tmp_path):
+    r = run(["-m", "neuron_sim.cli.main", "demo"], tmp_path, NEURON_RT_VISIBLE_CORES="3,5")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "nrt_init failed with NRT_INVALID" in r.stdout and "NEURON_RT_VISIBLE_CORES" in r.stderr
+
+
+def test_first_app(tmp_path):
+    r = run(["examples/first_app.py"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "loaded mlp_trn1.neff on NC 0: 2 IO tensors" in r.stdout and "y = [" in r.stdout
+
+
+def test_first_app_with_a_corrupt_neff_fails_cleanly(tmp_path):
+    r = run(["examples/first_app.py", "neffs/truncated.neff"], tmp_path)
+    assert r.returncode == 1 and "nrt_load failed: NRT_INVALID(2)" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_pythonic(tmp_path):
+    r = run(["examples/pythonic.py"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "wrong input shape -> INVALID" in r.stdout and "-> TIMEOUT (simulated clock 30.0 s)" in r.stdout
+
+
+def test_core_reservation(tmp_path):
+    r = run(["examples/core_reservation.py"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [ln.split()[-1] for ln in lines[:6]] == ["0,1,2", "3,4,5", "6,7,8", "9,10,11", "12,13,14", "-"]
+    assert "NRT_RESOURCE" in lines[5] and "Requested:3 Available:1" in r.stdout
+
+
+def test_reproduce_oom(tmp_path):
+    r = run(["examples/reproduce_oom.py"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "SHARED_WEIGHTS=FALSE: 22 copies on each core -> NRT_RESOURCE after 42 loads" in r.stdout
+    assert "SHARED_WEIGHTS=TRUE: 22 copies on each core -> NRT_SUCCESS, 44 loads" in r.stdout
+    assert "Failed to allocate 768.003MB (alignment: none, usage: constants)" in r.stdout
+
+
+@pytest.mark.timeout(120)
+def test_async_pipelining(tmp_path):
+    r = run(["examples/async_pipelining.py"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "inflight 3: NRT_SUCCESS NRT_SUCCESS NRT_SUCCESS" in r.stdout
+    assert "inflight 8: " + " ".join(["NRT_SUCCESS"] * 5 + ["NRT_RESOURCE"] * 3) in r.stdout
+    assert "3 requests in flight:" in r.stdout
