@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from neuron_sim.hardware.model import GiB, Device, Machine
 from neuron_sim.hardware.select import LNC_VAR, SelectionError, select_machine
+from neuron_sim.ranges import format_ranges
 
 MiB = 1 << 20
 MAX_COMMAND = 20
@@ -39,9 +40,7 @@ def format_memory(nbytes: int) -> str:
 
 def format_core_ids(ids: Sequence[int]) -> str:
     """A device's logical core ids as neuron-ls prints them: ``"4-7"`` (or ``"4"`` for one core)."""
-    if not ids:
-        return ""
-    return str(ids[0]) if len(ids) == 1 else f"{ids[0]}-{ids[-1]}"
+    return format_ranges(ids)
 
 
 def truncate_command(command: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from neuron_sim.hardware.generations import GENERATIONS, V1, V2, V3, display_name
 from neuron_sim.hardware.model import GiB, CoreGeneration, Device, HbmBank, LogicalCore, Machine
+from neuron_sim.ranges import format_ranges
 
 # nrt.h instance family and size enums (nrt_instance_info_t), in enum order.
 FAMILIES: tuple[str, ...] = (
@@ -157,16 +158,7 @@ def size_of(instance_type: str) -> str:
 
 def format_cpu_list(cpus: list[int]) -> str:
     """``[0,1,2,5]`` -> ``"0-2,5"`` (the kernel's cpulist form used by neuron-ls)."""
-    parts: list[str] = []
-    ordered = sorted(set(cpus))
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return ",".join(parts)
+    return format_ranges(cpus)
 
 
 def numa_cpu_affinity(vcpus: int, nodes: int, node: int) -> str:

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
+from neuron_sim.ranges import format_ranges
+
 RECORD_FORMAT = "neuron_sim.reservation/1"
 MAX_RECORD_BYTES = 64 * 1024      # more than any real record; bounds what a reader loads from a garbage file
 MAX_COMMAND_CHARS = 4096          # stored in the record
@@ -117,16 +119,7 @@ def decode_record(data: bytes) -> Holder | None:
 
 def format_core_ids(ids: Iterable[int]) -> str:
     """Core ids as runs: ``3-5``, ``7``, ``0-2,6``."""
-    values = sorted(set(ids))
-    runs: list[str] = []
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
-            j += 1
-        runs.append(str(values[i]) if i == j else f"{values[i]}-{values[j]}")
-        i = j + 1
-    return ",".join(runs)
+    return format_ranges(ids)
 
 
 def pid_alive(pid: int) -> bool:

@@ -113,10 +113,10 @@ def _repair_mode(path: Path) -> bool:
     return True
 
 
-def try_lock_exclusive(lock: LockFile) -> bool:
-    """Take the exclusive lock without waiting; False when another open file description holds it."""
+def _flock_nonblocking(lock: LockFile, operation: int) -> bool:
+    """Try ``flock(operation | LOCK_NB)``: True when taken, False when another open file description holds it."""
     try:
-        fcntl.flock(lock.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(lock.fd, operation | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     except OSError as exc:
@@ -126,16 +126,15 @@ def try_lock_exclusive(lock: LockFile) -> bool:
     return True
 
 
+def try_lock_exclusive(lock: LockFile) -> bool:
+    """Take the exclusive lock without waiting; False when another open file description holds it."""
+    return _flock_nonblocking(lock, fcntl.LOCK_EX)
+
+
 def is_held(lock: LockFile) -> bool:
     """Whether someone holds the exclusive lock: probe with a non-blocking shared lock and drop it at once."""
-    try:
-        fcntl.flock(lock.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not _flock_nonblocking(lock, fcntl.LOCK_SH):
         return True
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return True
-        raise _state_error(lock.path, exc, "the state directory must be on a local filesystem") from exc
     fcntl.flock(lock.fd, fcntl.LOCK_UN)
     return False
 
