@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import statistics
 import sys
 import tarfile
 import tempfile

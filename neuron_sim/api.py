@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from neuron_sim import nrtlog
 from neuron_sim.dtypes import NrtDtype, dtype_name, nrt_dtype
 from neuron_sim.runtime import execution, lifecycle, models
-from neuron_sim.runtime.core import Runtime as _CoreRuntime
+from neuron_sim.runtime.core import Runtime as _CoreRuntime, fail
 from neuron_sim.runtime.tensors import Placement, Tensor as _Tensor, TensorSet
 from neuron_sim.status import NrtError, NrtStatus
 
@@ -72,7 +71,7 @@ class Tensor:
         """Overwrite the whole tensor; the array's byte size must equal the tensor's."""
         arr = np.ascontiguousarray(array)
         if arr.nbytes != self.handle.size:
-            raise NrtError(NrtStatus.INVALID, f"array of {arr.nbytes} bytes does not fit tensor '{self.name}' "
+            raise fail(NrtStatus.INVALID, "NRT", "nrt_tensor_write", f"array of {arr.nbytes} bytes does not fit tensor '{self.name}' "
                                               f"of {self.handle.size} bytes")
         self._rt._core().tensor_write(self.handle, arr, 0, arr.nbytes)
 
@@ -104,7 +103,7 @@ class Model:
         rt = self._rt._core()
         unknown = set(arrays) - set(self.inputs)
         if unknown:
-            raise NrtError(NrtStatus.INVALID, f"model {self.name} has no input(s) {sorted(unknown)}; "
+            raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"model {self.name} has no input(s) {sorted(unknown)}; "
                                               f"inputs are {list(self.inputs)}")
         if self._io is None:
             ins, outs = TensorSet(), TensorSet()
@@ -116,11 +115,11 @@ class Model:
         ins, outs = self._io
         for name, info in self.inputs.items():
             if name not in arrays:
-                raise NrtError(NrtStatus.INVALID, f"missing input '{name}' ({dtype_name(info.dtype)} "
+                raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"missing input '{name}' ({dtype_name(info.dtype)} "
                                                   f"{list(info.shape)}) for model {self.name}")
             arr = np.asarray(arrays[name])
             if arr.shape != info.shape:
-                raise NrtError(NrtStatus.INVALID, f"input '{name}' has shape {list(arr.shape)}, model {self.name} "
+                raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"input '{name}' has shape {list(arr.shape)}, model {self.name} "
                                                   f"expects {list(info.shape)}")
             if arr.dtype != info.dtype:
                 arr = arr.astype(info.dtype)
@@ -148,7 +147,7 @@ class Model:
         """Async mode: enqueue one execution and return a Future of its outputs (NrtError on failure)."""
         rt = self._rt._core()
         if rt.async_queue is None:
-            raise NrtError(NrtStatus.INVALID, "async execution is off: set NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS"
+            raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", "async execution is off: set NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS"
                                               " to a queue depth > 0 before the runtime starts")
         ins, outs = TensorSet(), TensorSet()
         allocated = []
@@ -159,7 +158,7 @@ class Model:
                 allocated.append(t)
                 arr = np.asarray(arrays[info.name], dtype=info.dtype)
                 if arr.shape != info.shape:
-                    raise NrtError(NrtStatus.INVALID, f"input '{info.name}' has shape {list(arr.shape)}, model "
+                    raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"input '{info.name}' has shape {list(arr.shape)}, model "
                                                       f"{self.name} expects {list(info.shape)}")
                 t.view(info.dtype, info.shape)[...] = arr
             for info in self.outputs.values():
@@ -168,7 +167,7 @@ class Model:
         except KeyError as exc:
             for t in allocated:
                 rt.tensor_free(t)
-            raise NrtError(NrtStatus.INVALID, f"missing input {exc} for model {self.name}") from None
+            raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"missing input {exc} for model {self.name}") from None
         except NrtError:
             for t in allocated:
                 rt.tensor_free(t)
@@ -263,12 +262,10 @@ class Runtime:
             try:
                 data = Path(neff).read_bytes()
             except OSError as exc:
-                msg = f"Cannot read NEFF {neff}: {exc.strerror}"
-                nrtlog.error("NRT", "nrt_load", msg)
-                raise NrtError(NrtStatus.INVALID, msg) from None
+                raise fail(NrtStatus.INVALID, "NRT", "nrt_load", f"Cannot read NEFF {neff}: {exc.strerror}") from None
         else:
             data = neff
-        return Model(self, models.load(rt, data, core))
+        return Model(self, models.load(rt, data, core, source=str(neff) if isinstance(neff, (str, os.PathLike)) else None))
 
     def tensor(self, array: Any = None, *, shape: tuple[int, ...] | None = None, dtype: Any = None,
                core: int = 0, name: str | None = None, placement: str = "device") -> Tensor:
@@ -279,12 +276,12 @@ class Runtime:
             np_dtype, shp = arr.dtype, arr.shape
         else:
             if shape is None or dtype is None:
-                raise NrtError(NrtStatus.INVALID, "tensor(): give an array, or shape= and dtype=")
+                raise fail(NrtStatus.INVALID, "NRT", "nrt_tensor_allocate", "tensor(): give an array, or shape= and dtype=")
             np_dtype, shp = np.dtype(_np_dtype(dtype)), tuple(shape)
         size = int(np.prod(shp, dtype=np.int64)) * np_dtype.itemsize
         where = {"device": Placement.DEVICE, "host": Placement.HOST, "virtual": Placement.VIRTUAL}.get(placement)
         if where is None:
-            raise NrtError(NrtStatus.INVALID, f"placement {placement!r}: expected device, host or virtual")
+            raise fail(NrtStatus.INVALID, "NRT", "nrt_tensor_allocate", f"placement {placement!r}: expected device, host or virtual")
         t = Tensor(self, rt.tensor_allocate(where, core if where is Placement.DEVICE else -1, size, name),
                    np_dtype, shp)
         if array is not None:

@@ -68,8 +68,8 @@ class Model:
         return f"<Model {self.id} {self.name!r} on NC {self.start_vnc}-{self.start_vnc + len(self.cores) - 1}>"
 
 
-def load(rt: Runtime, data, vnc: int, vnc_count: int = -1) -> Model:
-    """Read and check a NEFF, place it, account its memory and prepare its execution."""
+def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = None) -> Model:
+    """Read and check a NEFF, place it, account its memory and prepare its execution (``source`` names it in logs)."""
     fn = "nrt_load"
     if isinstance(vnc, bool) or not isinstance(vnc, int) or vnc < -1:
         raise fail(NrtStatus.INVALID, "NRT", fn, f"Invalid start NeuronCore {vnc!r}: expected -1 (automatic "
@@ -80,7 +80,7 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1) -> Model:
         neff = read_neff(data, validate_hash=rt.config.validate_hash)
     except NeffError as exc:
         nrtlog.error("NEFF", "neff_parse", exc.message)
-        raise _load_failed(exc.status, exc.message, "<buffer>") from None
+        raise _load_failed(exc.status, exc.message, source or "<buffer>") from None
     _check_architecture(rt, neff)
     _check_lnc(rt, neff)
     start = _place(rt, neff, vnc)
