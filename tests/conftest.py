@@ -5,6 +5,11 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Deterministic property tests: the same examples on every run and machine, no wall-clock deadlines.
+settings.register_profile("neuron_sim", derandomize=True, deadline=None, print_blob=True)
+settings.load_profile("neuron_sim")
 
 REPO = Path(__file__).resolve().parent.parent
 NEFFS = REPO / "neffs"
