@@ -314,3 +314,21 @@ def test_pythonic_numerical_error_keeps_outputs(monkeypatch):
         with pytest.raises(neuron_sim.NumericalError) as err:
             rt.load(b.build())(x=np.array([0.0, 3.0], np.float32))
         assert err.value.status == 1003 and err.value.outputs["y"][1] == 1.0
+
+
+def test_concurrent_loads_spread_like_sequential_ones(trn1):
+    data = mlp_neff()
+    placed = []
+    lock = threading.Lock()
+
+    def loader():
+        model = load(data)
+        with lock:
+            placed.append(nrt.nrt_get_model_info(model)[1].vnc)
+
+    threads = [threading.Thread(target=loader) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(placed) == list(range(8))

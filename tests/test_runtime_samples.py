@@ -249,3 +249,20 @@ def test_real_large_neff_loads_but_its_4gb_input_cannot_be_allocated(monkeypatch
     # y is exactly 4 GiB: nrt_tensor_allocate does not support tensors of 4 GB or more (known issue)
     assert nrt.nrt_tensor_allocate(0, 0, sizes["y"], "y")[0] == nrt.NRT_RESOURCE
     nrt.nrt_close()
+
+
+@real
+def test_a_failing_reference_is_a_failure_status_not_a_traceback(monkeypatch, capsys):
+    monkeypatch.setenv("NEURON_SIM_INSTANCE_TYPE", "trn2.48xlarge")
+    x = np.zeros((128, 256), np.float16)
+    y = np.zeros((256, 128), np.float16)
+    with neuron_sim.Runtime() as rt:
+        model = rt.load(REAL_NEFFS / "matmul_small.neff")
+        neuron_sim.register_reference(model.handle.neff.uuid, lambda i: {"output0": np.zeros(7)})
+        try:
+            with pytest.raises(neuron_sim.NrtError) as err:
+                model(x=x, y=y)
+        finally:
+            neuron_sim.unregister_reference(model.handle.neff.uuid)
+    assert err.value.status == neuron_sim.NrtStatus.FAILURE
+    assert "numpy reference registered for NEFF file.neff failed" in capsys.readouterr().err

@@ -83,13 +83,14 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
         raise _load_failed(exc.status, exc.message, source or "<buffer>") from None
     _check_architecture(rt, neff)
     _check_lnc(rt, neff)
-    start = _place(rt, neff, vnc)
-    cores = tuple(rt.cores[start:start + neff.num_cores])
-    with rt.lock:
+    compiled = _compile(neff)
+    with rt.lock:                      # placement and accounting are one step: concurrent loads never collide
+        start = _place(rt, neff, vnc)
+        cores = tuple(rt.cores[start:start + neff.num_cores])
         model_id = next(rt.model_ids)
         rt.memory.neff_names[model_id] = neff.name
         model = Model(model_id, neff, start, cores, _bindings(neff.inputs), _bindings(neff.outputs),
-                      _compile(neff), 0.0)
+                      compiled, 0.0)
         try:
             _account(rt, model)
         except OutOfDeviceMemory as exc:
@@ -312,9 +313,15 @@ def opaque_outputs(model: Model, inputs: dict[str, np.ndarray], outputs: dict[st
         for arr in outputs.values():
             arr.view(np.uint8).fill(SENTINEL_BYTE)
         return True
-    produced = ref(inputs)
-    for name, arr in outputs.items():
-        if name not in produced:
-            raise NrtError(NrtStatus.FAILURE, f"numpy reference for {model.name} returned no output '{name}'")
-        np.copyto(arr, np.asarray(produced[name]).reshape(arr.shape), casting="unsafe")
+    try:
+        produced = ref(inputs)
+        for name, arr in outputs.items():
+            if name not in produced:
+                raise ValueError(f"it returned no output '{name}' (returned: {', '.join(map(str, produced))})")
+            np.copyto(arr, np.asarray(produced[name]).reshape(arr.shape), casting="unsafe")
+    except Exception as exc:  # a user's function: any failure becomes the execution's status
+        msg = (f"numpy reference registered for NEFF {model.name} failed: {exc}; it must return a dict of arrays "
+               f"with the outputs' element counts ({', '.join(f'{b.name} {list(b.shape)}' for b in model.outputs)})")
+        nrtlog.error("NRT", "nrt_execute", msg)
+        raise NrtError(NrtStatus.FAILURE, msg) from None
     return False
