@@ -17,7 +17,7 @@ class VirtualClock:
     def now(self) -> float:
         return self._now
 
-    def wait_until(self, t: float, started_wall: float | None = None) -> None:
+    def wait_until(self, t: float) -> None:
         """Move simulated time forward to ``t`` (never backwards)."""
         with self._lock:
             if t > self._now:
@@ -35,7 +35,7 @@ class RealClock:
     def now(self) -> float:
         return time.perf_counter() - self._origin
 
-    def wait_until(self, t: float, started_wall: float | None = None) -> None:
+    def wait_until(self, t: float) -> None:
         """Sleep until simulated time ``t``."""
         delay = t - self.now()
         if delay > 0:

@@ -18,7 +18,7 @@ from neuron_sim.runtime.clock import make_clock
 from neuron_sim.runtime.memory import DeviceMemory, OutOfDeviceMemory
 from neuron_sim.runtime.reservation import CoresUnavailable, Reservation, default_state_dir, reserve
 from neuron_sim.runtime.tensors import FILL_BYTES, Placement, Storage, Tensor
-from neuron_sim.status import NrtError, NrtStatus, status_name
+from neuron_sim.status import NrtError, NrtStatus
 
 HOST_TENSOR_LIMIT = 4 << 20      # deprecated HOST placement: DMA-able host memory, at most 4 MB
 TENSOR_SIZE_LIMIT = 4 << 30      # nrt_tensor_allocate does not support 4 GB or more (known issue)
@@ -326,7 +326,3 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
         nrtlog.info("NRT", fn, f"Visible cores: {', '.join(str(c) for c in rt.global_core_ids())}, "
                     f"LNC: {machine.lnc}")
     return rt
-
-
-def describe_status(code: int) -> str:
-    return status_name(code)
