@@ -310,23 +310,16 @@ def test_garbage_lock_file_still_locks_and_lists_unknown(tmp_path, kind):
     res.release()
 
 
-def test_directory_where_lock_file_should_be(tmp_path):
-    core_lock_path(tmp_path, 5).mkdir()
-    (tmp_path / "alloc.lock").mkdir()
-    res = take(tmp_path, visible=(4, 5, 6))
-    assert [(h.pid, h.physical_cores) for h in list_holders(tmp_path, INF1)] == [
-        (os.getpid(), (4, 6)), (0, (5,))]
-    assert "Requested:lnc5-lnc5 Available:0" in refused(tmp_path, visible=(5,)).message
-    res.release()
-    assert take(tmp_path, visible=(5,)).physical_cores == (5,)
-
-
-def test_fifo_where_lock_file_should_be_does_not_hang(tmp_path):
-    os.mkfifo(core_lock_path(tmp_path, 0))
-    res = take(tmp_path, num_cores=1)
-    assert res.logical_cores == (0,)
-    assert [(h.pid, h.physical_cores) for h in list_holders(tmp_path, INF1)] == [(0, (0,))]
-    assert take(tmp_path, num_cores=1).logical_cores == (1,)
+@pytest.mark.parametrize("plant", ["directory", "fifo"])
+def test_non_regular_lock_file_is_refused_without_hanging(tmp_path, plant):
+    path = core_lock_path(tmp_path, 5)
+    path.mkdir() if plant == "directory" else os.mkfifo(path)
+    with pytest.raises(NrtError) as info:
+        take(tmp_path, visible=(4, 5, 6))
+    assert info.value.status is NrtStatus.FAILURE
+    assert str(path) in info.value.message and "not a regular file" in info.value.message
+    assert "remove it" in info.value.message
+    assert take(tmp_path, visible=(6,)).logical_cores == (6,)    # cores whose files are sound still work
 
 
 @pytest.mark.parametrize("mode", [0o000, 0o444])

@@ -305,8 +305,8 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
                    f"Logical Neuron Core(s) not available - Requested:{config.num_cores} "
                    f"Available:{machine.total_cores} Logical Core size {machine.lnc}: NEURON_RT_NUM_CORES="
                    f"{config.num_cores} is more than the {machine.total_cores} NeuronCores of {machine.instance_type}")
-    state_dir = default_state_dir(machine, {"NEURON_SIM_STATE_DIR": config.state_dir} if config.state_dir else {})
     try:
+        state_dir = default_state_dir(machine, {"NEURON_SIM_STATE_DIR": config.state_dir} if config.state_dir else {})
         reservation = reserve(state_dir, machine, visible=visible, num_cores=config.num_cores,
                               runtime_version=version)
     except CoresUnavailable as exc:
@@ -314,9 +314,11 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
         for line in exc.lines:
             nrtlog.error("NRT", "nrt_allocate_neuron_cores", line)
         raise NrtError(exc.status, exc.message) from None
+    except NrtError as exc:                       # state directory refused or unusable: say why and what to do
+        raise fail(exc.status, "NRT", "nrt_allocate_neuron_cores", exc.message) from None
     except OSError as exc:
         raise fail(NrtStatus.FAILURE, "NRT", "nrt_allocate_neuron_cores",
-                   f"Cannot use the state directory {state_dir} (NEURON_SIM_STATE_DIR): {exc}") from None
+                   f"Cannot use the state directory (NEURON_SIM_STATE_DIR): {exc}") from None
     try:
         rt = Runtime(config, machine, reservation)
     except OutOfDeviceMemory as exc:

@@ -6,10 +6,15 @@ any close of the file in the process), (b) two descriptions opened in one proces
 and (c) a forked child shares the description and so keeps the lock while it lives. The kernel drops a lock when
 the last descriptor of its description closes, however the process ends.
 
-Garbage on disk never stops the lock from working: a directory where a lock file should be is opened read-only and
-locked all the same (flock works on any open file); a file we may not write is locked through a read-only
-descriptor (its record cannot be written, so its holder lists as unknown, or as the last holder that could
-write it); a file we own but may not read or write gets its normal mode back (0o666 less the umask). Every open uses O_NONBLOCK so a FIFO planted at a lock path cannot hang us.
+The state directory is a security boundary: nothing is created, truncated or written outside it. Every open uses
+O_NOFOLLOW (a planted symlink is refused, never followed) and O_NONBLOCK (a planted FIFO cannot hang us), and the
+open file must be a regular file (fstat), else the state is refused with NRT_FAILURE naming the path and the fix.
+Nothing is ever opened with O_TRUNC: a record is replaced only once its lock is held. The state directory itself is
+created 0700 and refused when it is a symlink, owned by another user, or writable by group or others.
+
+Garbage *content* never stops the lock from working: a regular file we may not write is locked through a read-only
+descriptor (its record cannot be written, so its holder lists as unknown, or as the last holder that could write
+it); a file we own but may not read or write gets its normal mode back (0o666 less the umask).
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from neuron_sim.status import NrtError, NrtStatus
 from neuron_sim.runtime.holder_records import MAX_RECORD_BYTES
 
 ALLOCATION_LOCK_NAME = "alloc.lock"
-_COMMON_FLAGS = os.O_NONBLOCK | os.O_CLOEXEC
+_COMMON_FLAGS = os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 @dataclass
@@ -63,53 +68,131 @@ def _state_error(path: Path, exc: OSError, hint: str) -> NrtError:
     return NrtError(NrtStatus.FAILURE, f"cannot use the NeuronCore state file {path} ({reason}); {hint}")
 
 
-def ensure_state_dir(state_dir: Path) -> None:
-    """Create the state directory race-free (concurrent creators all succeed), mode 0o777 less the umask."""
+def _check_private_dir(path: Path) -> None:
+    """Refuse a state directory that is a symlink, not a directory, foreign-owned, or writable by others."""
     try:
-        os.makedirs(state_dir, mode=0o777, exist_ok=True)
-    except FileExistsError as exc:        # a non-directory sits where the state directory should be
-        raise _state_error(state_dir, exc, "it must be a directory: remove it or set NEURON_SIM_STATE_DIR") from exc
+        st = os.lstat(path)
     except OSError as exc:
-        raise _state_error(state_dir, exc, "set NEURON_SIM_STATE_DIR to a writable directory") from exc
+        raise _state_error(path, exc, "set NEURON_SIM_STATE_DIR to a writable directory") from exc
+    if stat.S_ISLNK(st.st_mode):
+        raise _refused(path, "it is a symbolic link", "remove it; neuron_sim creates a private directory there")
+    if not stat.S_ISDIR(st.st_mode):
+        raise _refused(path, "it is not a directory", "remove it or set NEURON_SIM_STATE_DIR")
+    if st.st_uid != os.getuid():
+        raise _refused(path, f"it is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})",
+                       "remove it, or set NEURON_SIM_STATE_DIR to a directory of your own")
+    if st.st_mode & 0o022:
+        raise _refused(path, f"it is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})",
+                       f"run `chmod go-w {path}` or set NEURON_SIM_STATE_DIR to a private directory")
+
+
+def _refused(path: Path, cause: str, hint: str) -> NrtError:
+    return NrtError(NrtStatus.FAILURE, f"refusing the NeuronCore state directory {path}: {cause}; {hint}")
+
+
+def _make_private_dir(path: Path) -> None:
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise _state_error(path, exc, "set NEURON_SIM_STATE_DIR to a writable directory") from exc
+    _check_private_dir(path)
+
+
+def ensure_state_dir(state_dir: Path, private_parent: bool = False) -> None:
+    """Create the state directory race-free, mode 0700, and refuse it unless it is a private directory of ours.
+
+    ``private_parent``: the parent is the predictable default root (``<tmp>/neuron_sim-<uid>``), so it is held to
+    the same rule; a parent named by NEURON_SIM_STATE_DIR is only created (with its parents) if missing.
+    """
+    parent = Path(state_dir).parent
+    if private_parent:
+        _make_private_dir(parent)
+    else:
+        try:
+            os.makedirs(parent, mode=0o777, exist_ok=True)
+        except FileExistsError as exc:     # a non-directory sits where the state directory should be
+            raise _state_error(parent, exc, "it must be a directory: remove it or set NEURON_SIM_STATE_DIR") from exc
+        except OSError as exc:
+            raise _state_error(parent, exc, "set NEURON_SIM_STATE_DIR to a writable directory") from exc
+    _make_private_dir(Path(state_dir))
+
+
+def _not_regular(path: Path, fd: int) -> NrtError | None:
+    """An error when the open file is not a regular file (a directory, FIFO, device, socket), else None."""
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    return NrtError(NrtStatus.FAILURE, f"cannot use the NeuronCore state file {path}: it is {kind}, not a regular "
+                                       f"file; remove it, neuron_sim recreates it")
+
+
+def _open_regular(path: Path, flags: int, mode: int = 0o666) -> int:
+    """os.open without following symlinks; the descriptor of a regular file, else NrtError (FAILURE)."""
+    try:
+        fd = os.open(path, flags | _COMMON_FLAGS, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NrtError(NrtStatus.FAILURE, f"cannot use the NeuronCore state file {path}: it is a symbolic "
+                                              f"link, which neuron_sim never follows; remove it") from None
+        raise
+    error = _not_regular(path, fd)
+    if error is not None:
+        os.close(fd)
+        raise error
+    return fd
 
 
 def open_for_locking(path: Path) -> LockFile:
-    """Open (creating if missing) a lock file for taking its lock, falling back as the module docstring says."""
+    """Open (creating if missing) a regular lock file for taking its lock, never following a symlink."""
     repaired = False
     while True:
         try:
-            return LockFile(path, os.open(path, os.O_RDWR | os.O_CREAT | _COMMON_FLAGS, 0o666), True)
+            return LockFile(path, _open_regular(path, os.O_RDWR | os.O_CREAT), True)
         except IsADirectoryError:
-            pass
+            raise NrtError(NrtStatus.FAILURE, f"cannot use the NeuronCore state file {path}: it is a directory, "
+                                              f"not a regular file; remove it, neuron_sim recreates it") from None
         except PermissionError:
             if not repaired and _repair_mode(path):
                 repaired = True
                 continue
+        except NrtError:
+            raise
         except OSError as exc:
             raise _state_error(path, exc, "remove it; neuron_sim recreates it") from exc
         try:
-            return LockFile(path, os.open(path, os.O_RDONLY | _COMMON_FLAGS), False)
+            return LockFile(path, _open_regular(path, os.O_RDONLY), False)
         except OSError as exc:
             raise _state_error(path, exc, "make it and its directory readable and writable, "
                                           "or set NEURON_SIM_STATE_DIR") from exc
 
 
 def open_for_probing(path: Path) -> LockFile | None:
-    """Open an existing lock file read-only to see whether it is held; None when missing or unopenable."""
+    """Open an existing regular lock file read-only to see whether it is held; None when missing or not one."""
     try:
-        return LockFile(path, os.open(path, os.O_RDONLY | _COMMON_FLAGS), False)
-    except OSError:
+        return LockFile(path, _open_regular(path, os.O_RDONLY), False)
+    except (OSError, NrtError):
         return None
 
 
 def _repair_mode(path: Path) -> bool:
     """Give a lock file of ours that we may not read or write its normal mode back; False if not ours."""
     try:
-        if os.lstat(path).st_uid != os.getuid() or not stat.S_ISREG(os.lstat(path).st_mode):
-            return False
-        os.chmod(path, 0o666 & ~_umask() | stat.S_IRUSR | stat.S_IWUSR)
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return False
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.getuid() or not stat.S_ISREG(st.st_mode):
+            return False
+        os.chmod(f"/proc/self/fd/{fd}", 0o666 & ~_umask() | stat.S_IRUSR | stat.S_IWUSR)   # the file itself
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
     return True
 
 
@@ -172,8 +255,8 @@ def read_record(lock: LockFile) -> bytes:
 class AllocationLock:
     """The namespace-wide mutex (blocking LOCK_EX on ``alloc.lock``) that makes find-and-take atomic."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self._path = state_dir / ALLOCATION_LOCK_NAME
+    def __init__(self, state_dir: Path, name: str = ALLOCATION_LOCK_NAME) -> None:
+        self._path = Path(state_dir) / name
         self._lock: LockFile | None = None
 
     def __enter__(self) -> "AllocationLock":

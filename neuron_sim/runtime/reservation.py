@@ -72,9 +72,10 @@ class Reservation:
     """NeuronCores this process holds exclusively until ``release()`` or exit."""
 
     def __init__(self, logical_cores: tuple[int, ...], physical_cores: tuple[int, ...], holder: Holder,
-                 locks: list[LockFile]) -> None:
+                 locks: list[LockFile], state_dir: Path | None = None) -> None:
         self.logical_cores = logical_cores
         self.physical_cores = physical_cores
+        self.state_dir = state_dir
         self.holder = holder
         self._locks = locks
         self._owner_pid = os.getpid()
@@ -115,12 +116,26 @@ def machine_namespace(machine: Machine) -> str:
     return "topology-" + hashlib.sha256(source.encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
+def default_root() -> Path:
+    """The state root when NEURON_SIM_STATE_DIR is unset: ``<tmp>/neuron_sim-<uid>``, a predictable name."""
+    return Path(tempfile.gettempdir()) / f"neuron_sim-{os.getuid()}"
+
+
 def default_state_dir(machine: Machine, environ: Mapping[str, str] | None = None) -> Path:
-    """NEURON_SIM_STATE_DIR (or <tmp>/neuron_sim-<uid>) plus the machine's namespace subdirectory."""
+    """NEURON_SIM_STATE_DIR (or <tmp>/neuron_sim-<uid>) plus the machine's namespace subdirectory.
+
+    A value whose ``~user`` cannot be expanded is NRT_INVALID naming the variable (never a relative ``~x`` dir).
+    """
     env = os.environ if environ is None else environ
     base = env.get(STATE_DIR_VARIABLE, "")
-    root = Path(base).expanduser().absolute() if base else Path(tempfile.gettempdir()) / f"neuron_sim-{os.getuid()}"
-    return root / machine_namespace(machine)
+    if not base:
+        return default_root() / machine_namespace(machine)
+    expanded = os.path.expanduser(base)
+    if expanded.startswith("~"):
+        raise NrtError(NrtStatus.INVALID, f"{STATE_DIR_VARIABLE}={base!r}: cannot expand "
+                                          f"{expanded.split('/', 1)[0]!r} (no such user or no home directory); "
+                                          f"expected a directory path such as /tmp/neuron_sim-state")
+    return Path(expanded).absolute() / machine_namespace(machine)
 
 
 def _logical_label(ids: tuple[int, ...]) -> str:
@@ -252,7 +267,7 @@ def reserve(state_dir: Path, machine: Machine, *, visible: tuple[int, ...] | Non
     wanted = _check_request(machine, visible, num_cores)
     n = len(wanted) if wanted is not None else (num_cores or machine.total_cores)
     state_dir = Path(state_dir)
-    ensure_state_dir(state_dir)
+    ensure_state_dir(state_dir, private_parent=state_dir.parent == default_root())
     identity = (os.getpid(), process_command(), process_start_time())
     with AllocationLock(state_dir):
         probe = _Probe(state_dir, machine)
@@ -282,13 +297,13 @@ def reserve(state_dir: Path, machine: Machine, *, visible: tuple[int, ...] | Non
             probe.close(keep=kept)
             raise
         probe.close(keep=kept)
-    return Reservation(holder.logical_cores, physical, holder, locks)
+    return Reservation(holder.logical_cores, physical, holder, locks, state_dir)
 
 
 def list_holders(state_dir: Path, machine: Machine) -> list[Holder]:
     """The processes holding cores of ``machine`` in ``state_dir``, one Holder per pid, by lowest core."""
     state_dir = Path(state_dir)
-    if not state_dir.is_dir():
+    if not state_dir.is_dir() or state_dir.is_symlink():
         return []
     with AllocationLock(state_dir):
         locks: dict[int, LockFile] = {}
