@@ -54,7 +54,7 @@ class Runtime:
         self.machine = machine
         self.reservation = reservation
         self.clock = make_clock(config.clock)
-        self.memory = DeviceMemory(machine)
+        self.memory = DeviceMemory(machine, reservation.state_dir)   # machine-wide through the ledger
         self.cores = [CoreState(machine.core(g), vnc) for vnc, g in enumerate(reservation.logical_cores)]
         self.fill = FILL_BYTES[config.fill]
         self.lock = threading.RLock()
@@ -63,9 +63,13 @@ class Runtime:
         self.tensor_cv = threading.Condition()
         self.closed = False
         self._runtime_allocs = []
-        for cs in self.cores:
-            mem = machine.generation.microcode_bytes * max(1, len(cs.core.physical_ids))
-            self._runtime_allocs.append(self.memory.allocate(cs.core, "runtime", mem))
+        try:
+            for cs in self.cores:
+                mem = machine.generation.microcode_bytes * max(1, len(cs.core.physical_ids))
+                self._runtime_allocs.append(self.memory.allocate(cs.core, "runtime", mem))
+        except BaseException:
+            self.memory.close()
+            raise
         # set by neuron_sim.runtime.models / execution / async_exec on first use
         self.shared_constants: dict = {}
         self.duration_cache: dict = {}
@@ -252,6 +256,7 @@ class Runtime:
         unload_all(self)
         for a in self._runtime_allocs:
             self.memory.free(a)
+        self.memory.close()
         self.closed = True
         self.reservation.release()
 
@@ -321,7 +326,7 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
                    f"Cannot use the state directory (NEURON_SIM_STATE_DIR): {exc}") from None
     try:
         rt = Runtime(config, machine, reservation)
-    except OutOfDeviceMemory as exc:
+    except NrtError as exc:                       # out of device memory, or the memory ledger is unusable
         reservation.release()
         raise fail(NrtStatus.RESOURCE, "NRT", fn, exc.message) from None
     if nrtlog.enabled("INFO", "NRT"):

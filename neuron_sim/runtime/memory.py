@@ -2,8 +2,8 @@
 
 Capacities come from the hardware catalog. A request that does not fit raises ``OutOfDeviceMemory``
 (NRT_RESOURCE) carrying the runtime's out-of-memory log: the failed allocation and the usage table
-of the HBM bank (spec §2.4). Accounting is per process: two processes sharing a bank do not see each
-other's bytes (a documented limit of the emulator).
+of the HBM bank (spec §2.4). With a MemoryLedger (every runtime has one) the bank is machine-wide: bytes other
+processes hold on the same bank count against it, and an OOM they cause names them (docs/memory.md).
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 
 from neuron_sim.hardware.model import LogicalCore, Machine
+from neuron_sim.runtime.memory_ledger import MemoryEntry, MemoryLedger
 from neuron_sim.status import NrtError, NrtStatus
 
 # category -> usage-table column (real column names of TDRV:log_dev_mem_usage_table)
@@ -72,13 +73,33 @@ class _Bank:
 class DeviceMemory:
     """Accounting for every HBM bank of a machine; thread-safe."""
 
-    def __init__(self, machine: Machine) -> None:
+    def __init__(self, machine: Machine, state_dir=None) -> None:
         self._machine = machine
         self._lock = threading.Lock()
         self._banks: dict[tuple[int, int], _Bank] = {
             (d.index, b.index): _Bank(capacity=b.capacity) for d in machine.devices for b in d.hbm_banks
         }
         self.neff_names: dict[int, str] = {}
+        self.ledger = (None if state_dir is None else
+                       MemoryLedger(state_dir, {k: b.capacity for k, b in self._banks.items()}))
+
+    def close(self) -> None:
+        """Leave the machine-wide ledger (idempotent)."""
+        if self.ledger is not None:
+            self.ledger.close()
+
+    def _reserve(self, core: LogicalCore, category: str, key: tuple[int, int], bank: _Bank, nbytes: int) -> None:
+        """Cross-check the machine-wide ledger when the local reservation is exceeded; OOM naming neighbours."""
+        needed = bank.used + nbytes
+        if self.ledger is None or needed <= self.ledger.reserved[key]:
+            return
+        others = self.ledger.grow(key, needed)
+        if others is not None:
+            raise self._oom(core, category, nbytes, bank, others)
+
+    def _release(self, key: tuple[int, int], bank: _Bank) -> None:
+        if self.ledger is not None:
+            self.ledger.shrink(key, bank.used)
 
     def allocate(self, core: LogicalCore, category: str, nbytes: int, owner: int | None = None) -> Allocation:
         """Account ``nbytes`` of ``category`` on the bank of ``core``; OutOfDeviceMemory if it does not fit."""
@@ -89,6 +110,7 @@ class DeviceMemory:
             bank = self._banks[key]
             if bank.used + nbytes > bank.capacity:
                 raise self._oom(core, category, nbytes, bank)
+            self._reserve(core, category, key, bank, nbytes)
             alloc = Allocation(core.device, core.hbm_bank, core.global_id, category, nbytes, owner)
             bank.used += nbytes
             bank.allocations.add(alloc)
@@ -105,6 +127,7 @@ class DeviceMemory:
             bank = self._banks[(alloc.device, alloc.bank)]
             bank.used -= alloc.nbytes
             bank.allocations.discard(alloc)
+            self._release((alloc.device, alloc.bank), bank)
 
     def resize(self, alloc: Allocation, nbytes: int, core: LogicalCore) -> None:
         """Grow or shrink a live allocation in place (the shared scratchpad grows with the largest NEFF)."""
@@ -113,8 +136,12 @@ class DeviceMemory:
             delta = nbytes - alloc.nbytes
             if delta > 0 and bank.used + delta > bank.capacity:
                 raise self._oom(core, alloc.category, delta, bank)
+            if delta > 0:
+                self._reserve(core, alloc.category, (alloc.device, alloc.bank), bank, delta)
             bank.used += delta
             alloc.nbytes = nbytes
+            if delta < 0:
+                self._release((alloc.device, alloc.bank), bank)
 
     def core_used(self, core: LogicalCore) -> int:
         """Bytes attributed to one logical core."""
@@ -123,8 +150,10 @@ class DeviceMemory:
             return sum(a.nbytes for a in bank.allocations if a.core == core.global_id)
 
     def core_limit(self, core: LogicalCore) -> int:
-        """Capacity of the HBM bank the core allocates from (shared with its bank neighbours)."""
-        return self._banks[(core.device, core.hbm_bank)].capacity
+        """Bytes the core may reach: its HBM bank's capacity less what other processes hold on that bank."""
+        key = (core.device, core.hbm_bank)
+        others = 0 if self.ledger is None else sum(e.nbytes for e in self.ledger.others(key))
+        return self._banks[key].capacity - others
 
     def bank_used(self, device: int, bank: int) -> int:
         with self._lock:
@@ -166,7 +195,8 @@ class DeviceMemory:
             lines.extend(f"  {o}: {self.neff_names.get(o, '?')}" for o in owners)
         return lines
 
-    def _oom(self, core: LogicalCore, category: str, nbytes: int, bank: _Bank) -> OutOfDeviceMemory:
+    def _oom(self, core: LogicalCore, category: str, nbytes: int, bank: _Bank,
+             others: list[MemoryEntry] = ()) -> OutOfDeviceMemory:
         # called with the lock held: build the log from a snapshot without re-locking
         sharers = [c.global_id for c in self._machine.cores
                    if c.device == core.device and c.hbm_bank == core.hbm_bank]
@@ -186,7 +216,13 @@ class DeviceMemory:
         finally:
             self._lock.acquire()
         lines.extend(("TDRV", "log_dev_mem_usage_table", t) for t in table)
-        free = bank.capacity - bank.used
+        for e in others:
+            command = " ".join(e.command.split())
+            command = command if len(command) <= 60 else command[:57] + "..."
+            lines.append(("TDRV", "log_dev_mem",
+                          f"HBM {core.hbm_bank} of ND {core.device} also holds {format_bytes(e.nbytes)} of another "
+                          f"process on this machine: PID {e.pid} ({command})"))
+        free = max(0, bank.capacity - bank.used - sum(e.nbytes for e in others))
         return OutOfDeviceMemory(
             f"{msg}: {format_bytes(free)} free of {format_bytes(bank.capacity)} in HBM {core.hbm_bank} "
             f"of device {core.device}", lines)
