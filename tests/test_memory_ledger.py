@@ -128,3 +128,16 @@ def test_garbage_ledger_files_are_ignored(tmp_path):
     assert [e.pid for e in entries] == [os.getpid()]
     assert not (state / "mem-1.ledger").exists()                             # unlocked: dropped as dead
     mem.close()
+
+
+def test_ls_shows_machine_wide_memory(trn1_env):
+    env, procs = trn1_env
+    first, got = _start(env, procs, 0)
+    assert got["tensors"] == 8
+    used = read_machine_memory(_state(env), TRN1)[0].used
+    ls = lambda *flags: subprocess.run([sys.executable, "-m", "neuron_sim.cli.main", "ls", *flags], env=env,
+                                       capture_output=True, text=True, check=True, cwd=REPO).stdout
+    table = ls("-a")
+    from neuron_sim.runtime.memory import format_bytes
+    assert f"ND 0 HBM 0: {format_bytes(used)} of 32.000GB - PID {first.pid} (" in table
+    assert json.loads(ls("-j"))[0]["memory_used"] == used

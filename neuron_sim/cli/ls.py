@@ -177,15 +177,48 @@ def current_holders(machine: Machine) -> tuple[Any, ...]:
     return tuple(list_holders(default_state_dir(machine), machine))
 
 
+def machine_memory(machine: Machine) -> list[Any]:
+    """Machine-wide device memory per HBM bank from the ledger; none when the runtime modules are unavailable."""
+    try:
+        from neuron_sim.runtime.memory_ledger import read_machine_memory
+        from neuron_sim.runtime.reservation import default_state_dir
+    except (ImportError, AttributeError):
+        return []
+    return read_machine_memory(default_state_dir(machine), machine)
+
+
+def render_memory(banks: Sequence[Any]) -> str:
+    """Lines of device memory held on each HBM bank by every process of the machine (``-a``)."""
+    from neuron_sim.runtime.memory import format_bytes
+    lines = ["device memory in use by all processes of this machine:"]
+    for b in banks:
+        holders = "; ".join(f"PID {e.pid} ({truncate_command(e.command)}) {format_bytes(e.nbytes)}"
+                            for e in b.entries)
+        lines.append(f"ND {b.device} HBM {b.bank}: {format_bytes(b.used)} of {format_bytes(b.capacity)}"
+                     + (f" - {holders}" if holders else ""))
+    return "\n".join(lines) + "\n"
+
+
 def run(args: argparse.Namespace) -> int:
     """Handler of ``neuron-sim ls``."""
+    from neuron_sim.status import NrtError
     machine = machine_from_env()
     show_processes = bool(args.show_all_procs or args.wide)
-    if args.json_output:
-        sys.stdout.write(json.dumps(render_json(machine, current_holders(machine)), indent=4) + "\n")
-    else:
-        holders = current_holders(machine) if show_processes else ()
-        sys.stdout.write(render_table(machine, holders, show_processes))
+    try:
+        if args.json_output:
+            doc = render_json(machine, current_holders(machine))
+            for b in machine_memory(machine):
+                doc[b.device]["memory_used"] = doc[b.device].get("memory_used", 0) + b.used
+            sys.stdout.write(json.dumps(doc, indent=4) + "\n")
+        else:
+            holders = current_holders(machine) if show_processes else ()
+            sys.stdout.write(render_table(machine, holders, show_processes))
+            if show_processes:
+                banks = machine_memory(machine)
+                sys.stdout.write(render_memory(banks) if banks else "")
+    except NrtError as exc:
+        sys.stderr.write(f"neuron-sim ls: {exc.message}\n")
+        return 1
     return 0
 
 
