@@ -141,3 +141,28 @@ def test_ls_shows_machine_wide_memory(trn1_env):
     from neuron_sim.runtime.memory import format_bytes
     assert f"ND 0 HBM 0: {format_bytes(used)} of 32.000GB - PID {first.pid} (" in table
     assert json.loads(ls("-j"))[0]["memory_used"] == used
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from neuron_sim.runtime.memory_ledger import _decode, _encode  # noqa: E402
+
+
+@given(st.binary(max_size=512) | st.text(max_size=200).map(str.encode))
+def test_ledger_decode_never_raises(data):
+    record = _decode(data)
+    assert record is None or isinstance(record[2], dict)
+
+
+@given(st.integers(1, 1 << 30), st.text(max_size=50),
+       st.dictionaries(st.tuples(st.integers(0, 15), st.integers(0, 3)), st.integers(1, 1 << 40), max_size=8))
+def test_ledger_record_round_trips(pid, command, banks):
+    assert _decode(_encode(pid, command, banks)) == (pid, command, banks)
+
+
+def test_ls_with_a_bad_state_dir_is_a_clean_error(trn1_env):
+    env, _ = trn1_env
+    ls = subprocess.run([sys.executable, "-m", "neuron_sim.cli.main", "ls", "-a"], cwd=REPO, capture_output=True,
+                        text=True, env={**env, "NEURON_SIM_STATE_DIR": "~nosuchuser/x"})
+    assert ls.returncode == 1 and "Traceback" not in ls.stderr
+    assert "NEURON_SIM_STATE_DIR" in ls.stderr and "~nosuchuser" in ls.stderr
