@@ -20,11 +20,14 @@ from tests.conftest import REPO
 
 TRN1 = select_machine("trn1.2xlarge", None, None)
 WORKER = REPO / "tests" / "stress_worker.py"
+# read at import: the autouse fixture of conftest.py clears NEURON_SIM_* variables before each test
+SECONDS = float(os.environ.get("NEURON_SIM_STRESS_SECONDS", "3"))
+SEED = int(os.environ.get("NEURON_SIM_STRESS_SEED", "9"))
 CONCURRENT = 3          # two cores: the third process is usually refused, which is part of the test
 
 
 def test_processes_with_random_sigkills_never_double_own(tmp_path):
-    seconds = float(os.environ.get("NEURON_SIM_STRESS_SECONDS", "3"))
+    seconds = SECONDS
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEURON_RT_", "NEURON_SIM_"))}
     env.update(NEURON_SIM_INSTANCE_TYPE="trn1.2xlarge", NEURON_SIM_STATE_DIR=str(tmp_path / "state"),
                NEURON_RT_NUM_CORES="1", NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS="4",
@@ -32,7 +35,7 @@ def test_processes_with_random_sigkills_never_double_own(tmp_path):
     state = default_state_dir(TRN1, env)
     violations, witnesses = tmp_path / "violations.jsonl", tmp_path / "witness"
     witnesses.mkdir()
-    rng = random.Random(int(os.environ.get("NEURON_SIM_STRESS_SEED", "9")))
+    rng = random.Random(SEED)
     running: dict[subprocess.Popen, float | None] = {}          # process -> when to SIGKILL it (None: never)
     started: set[int] = set()
     reaped: set[int] = set()
