@@ -220,11 +220,12 @@ def test_wrong_permissions_repaired_and_foreign_files_still_lock(tmp_path):
     """Run as an unprivileged user (root ignores permission bits): own files are repaired, others' still lock."""
     state = Path(tempfile.mkdtemp(prefix="neuron_sim-perm-", dir="/tmp"))
     try:
-        state.chmod(0o777)
         foreign = core_lock_path(state, 5)
         foreign.write_text("a record of some other user's older runtime")
         foreign.chmod(0o644)
         as_nobody = os.getuid() == 0 and shutil.which("setpriv") is not None
+        if as_nobody:                                         # the directory is the runner's own and private
+            os.chown(state, 65534, 65534)
         prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if as_nobody else []
         if not as_nobody:
             foreign.unlink()                                  # no second user to own it: test our own files only
