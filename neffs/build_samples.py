@@ -94,7 +94,7 @@ def gather_oob() -> NeffBuilder:
     b = NeffBuilder("gather_oob", target="v2")
     src = b.input("src_tensor", "float32", (128, 512))
     rows = b.weight("row_index", np.arange(1, 129, dtype=np.int32))
-    b.output("output_0", b.op("gather", src, rows, axis=0))
+    b.output("output_0", b.gather(src, rows, axis=0))
     return b
 
 

@@ -503,3 +503,43 @@ def test_quickstart_example_runs(tmp_path):
     assert "caught: NRT Error NRT_EXEC_OOB(1006): Failed to execute model gather_oob (status 1006)" in r.stdout
     assert "reloaded nki_add on core 1 of visible cores 2-3" in r.stdout
     assert "out-of-bound access" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_numerical_error_status_raises(sample, capfd, monkeypatch):
+    monkeypatch.setenv("NEURON_RT_LOG_LEVEL", "WARN")
+    model = NrtpyModel.load_from_neff(sample("nan_output"))
+    x = NrtpyTensor.from_numpy(np.ones((1, 16), np.float32))
+    with pytest.raises(NrtError) as exc:
+        model(inputs={"x": x})
+    assert str(exc.value) == "NRT Error NRT_EXEC_COMPLETED_WITH_NUM_ERR(1003): Failed to execute model nan_output"
+    assert "INFER_ERROR_SUBTYPE_NUMERICAL" in capfd.readouterr().err
+
+
+def test_cores_held_by_another_nrtpy_process(tmp_path, capfd):
+    """Two real processes: the other one's nrtpy holds cores 0-1, so ours cannot start on 1-2 but can on 2-3."""
+    import subprocess
+    import sys
+    holder = ("import sys, numpy as np\n"
+              "from neuron_sim import nrtpy\n"
+              "nrtpy.configure([0, 1])\n"
+              "t = nrtpy.NrtpyTensor.from_numpy(np.zeros(4, np.float32))\n"
+              "print('ready', flush=True)\n"
+              "sys.stdin.read()\n")
+    child = subprocess.Popen([sys.executable, "-c", holder], cwd=REPO, env=dict(os.environ), text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        configure([1, 2])
+        with pytest.raises(NrtError) as exc:
+            NrtpyTensor.from_numpy(np.zeros(4, np.float32))
+        assert str(exc.value) == "NRT Error NRT_RESOURCE(4): Failed to initialize the Neuron runtime"
+        assert "not available" in capfd.readouterr().err
+        reset()
+        configure([2, 3])
+        assert NrtpyTensor.from_numpy(np.arange(4, dtype=np.float32)).numpy().tolist() == [0, 1, 2, 3]
+    finally:
+        child.stdin.close()
+        assert child.wait(timeout=60) == 0
+    reset()
+    configure([1, 2])                                    # free again once the other process has exited
+    assert NrtpyTensor.from_numpy(np.zeros(1, np.float32)).core_id == 0
