@@ -192,6 +192,8 @@ def test_tensor_round_trip_attributes_and_contiguity():
         NrtpyTensor(t.tensor_ref, (5,), np.float32)
     with pytest.raises(TypeError, match="NrtTensor"):
         NrtpyTensor(src, (6, 4), np.float32)
+    with pytest.raises(TypeError, match="dtype object"):
+        NrtpyTensor.from_numpy(np.array([None, 1]))
 
 
 def test_write_from_numpy_checks_bytes_not_shape_or_dtype():
