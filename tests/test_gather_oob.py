@@ -11,6 +11,7 @@ from neuron_sim import nrt
 from neuron_sim.compute.cost import graph_work
 from neuron_sim.compute.ops import OutOfBoundsAccess, apply_op
 from neuron_sim.neff.builder import NeffBuilder
+from neuron_sim.runtime import lifecycle
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, ml_dtypes.bfloat16, np.int8, ml_dtypes.float8_e4m3fn])
@@ -84,4 +85,6 @@ def test_out_of_bounds_index_is_nrt_exec_oob_and_the_runtime_carries_on(tmp_path
     assert "Inference completed with err: 1006." in err
     assert run([0, -1, 0]) == nrt.NRT_EXEC_OOB                      # negative: unsigned on the device
     assert run([1, 2, 3]) == nrt.NRT_SUCCESS                        # the core is not left locked
+    stats = lifecycle.peek().cores[0].stats
+    assert stats["oob_error"] == 2 and stats["completed"] == 2
     nrt.nrt_close()
