@@ -74,6 +74,30 @@ def nan_output() -> NeffBuilder:
     return b
 
 
+def nki_add() -> NeffBuilder:
+    """The nrtpy docs' first kernel: output_0 = a_input + b_input, float16 (4, 3), NKI IO names."""
+    b = NeffBuilder("nki_add", target="v2")
+    b.output("output_0", b.input("a_input", "float16", (4, 3)) + b.input("b_input", "float16", (4, 3)))
+    return b
+
+
+def nki_exp() -> NeffBuilder:
+    """The nrtpy tutorial's kernel shape: output_0 = exp(src_tensor), float32 [128, 512]."""
+    b = NeffBuilder("nki_exp", target="v2")
+    b.output("output_0", b.exp(b.input("src_tensor", "float32", (128, 512))))
+    return b
+
+
+def gather_oob() -> NeffBuilder:
+    """A buggy row gather: its baked-in index table is off by one, so the last index (128) reads past the
+    128-row src_tensor and every execution faults with NRT_EXEC_OOB (the nrtpy debugging tutorial's case)."""
+    b = NeffBuilder("gather_oob", target="v2")
+    src = b.input("src_tensor", "float32", (128, 512))
+    rows = b.weight("row_index", np.arange(1, 129, dtype=np.int32))
+    b.output("output_0", b.gather(src, rows, axis=0))
+    return b
+
+
 SAMPLES: dict[str, Callable[[], bytes]] = {
     "mlp_trn1.neff": lambda: mlp("mlp_trn1", "v2", seed=1).build(),
     "mlp_inf2.neff": lambda: mlp("mlp_inf2", "v2", seed=2, act="gelu").build(),
@@ -90,6 +114,9 @@ SAMPLES: dict[str, Callable[[], bytes]] = {
     "truncated.neff": lambda: _truncated(mlp("mlp_trn1", "v2", seed=1).build()),
     "unsupported_version.neff": lambda: mlp("unsupported_version", "v2", seed=10).build(version=(3, 0)),
     "unknown_features.neff": lambda: mlp("unknown_features", "v2", seed=11).build(feature_bits=1 << 27),
+    "nki_add.neff": lambda: nki_add().build(),
+    "nki_exp.neff": lambda: nki_exp().build(),
+    "gather_oob.neff": lambda: gather_oob().build(),
 }
 
 

@@ -20,7 +20,7 @@ def test_op_kinds_are_the_contract():
     assert OP_KINDS == {
         "matmul", "add", "sub", "mul", "div", "relu", "gelu", "silu", "tanh", "sigmoid", "exp", "softmax",
         "layernorm", "rmsnorm", "transpose", "reshape", "concat", "slice", "reduce_sum", "reduce_mean",
-        "reduce_max", "cast",
+        "reduce_max", "cast", "gather",
     }
 
 
@@ -28,6 +28,7 @@ def test_op_kinds_are_the_contract():
     "kind, inputs, attrs, shape",
     [
         ("matmul", [f32(2, 3), f32(3, 5)], {}, (2, 5)),
+        ("gather", [f32(5, 6, 7), T("", "int32", (2, 3))], {"axis": 1}, (5, 2, 3, 7)),
         ("matmul", [f32(7, 1, 2, 3), f32(4, 3, 5)], {}, (7, 4, 2, 5)),
         ("matmul", [f32(3), f32(2, 3, 4)], {}, (2, 4)),
         ("matmul", [f32(2, 3), f32(3)], {}, (2,)),

@@ -40,11 +40,13 @@ def test_every_op_kind_has_a_builder_method_and_a_value_method() -> None:
         "reshape": x.reshape((4, 2)), "concat": b.concat([x, x], axis=1), "slice": x.slice([0], [1]),
         "reduce_sum": x.reduce_sum(axes=[1]), "reduce_mean": b.reduce_mean(x, keepdims=True),
         "reduce_max": b.reduce_max(x, axes=[0]), "cast": x.cast("bfloat16"),
+        "gather": x.gather(b.weight("rows", np.array([1, 0, 1], np.int32))),
     }
     assert set(made) == set(OP_KINDS)
     shapes = {k: v.shape for k, v in made.items()}
     assert shapes["matmul"] == (2, 2) and shapes["concat"] == (2, 8) and shapes["slice"] == (1, 4)
     assert shapes["reduce_sum"] == (2,) and shapes["reduce_mean"] == (1, 1) and made["cast"].dtype == "bfloat16"
+    assert shapes["gather"] == (3, 4)
     for i, (kind, v) in enumerate(made.items()):
         b.output(f"o_{kind}", v)
     n = read_neff(b.build())

@@ -8,7 +8,7 @@ duration = max(compute time, memory time) + launch cost, where
 - ``graph.declared.duration_s`` overrides everything.
 FLOPs: matmul 2*M*N*K per batch element; add/sub/mul/div/relu/cast 1 per result element; exp, tanh, sigmoid, silu,
 gelu TRANSCENDENTAL_FLOPS per element; softmax 5, layernorm 8, rmsnorm 5 per element; reductions 1 per input
-element; transpose/reshape/slice/concat none. The class is the op's first input dtype: float32/fp32r -> "fp32",
+element; transpose/reshape/slice/concat/gather none. The class is the op's first input dtype: float32/fp32r -> "fp32",
 bfloat16/float16 -> "bf16", float8_* -> "fp8", integers -> "int8" (for cast: the wider of source and target).
 Bytes: graph inputs and weights read once, graph outputs written once, every other op result written once and read
 once (2x its size), plus the declared constants read once. A class missing from a generation's peak_flops uses
@@ -32,7 +32,7 @@ _PER_ELEMENT = {
     "exp": TRANSCENDENTAL_FLOPS, "tanh": TRANSCENDENTAL_FLOPS, "sigmoid": TRANSCENDENTAL_FLOPS,
     "silu": TRANSCENDENTAL_FLOPS + 1, "gelu": TRANSCENDENTAL_FLOPS + 3,
     "softmax": 5, "layernorm": 8, "rmsnorm": 5,
-    "transpose": 0, "reshape": 0, "slice": 0, "concat": 0,
+    "transpose": 0, "reshape": 0, "slice": 0, "concat": 0, "gather": 0,
 }
 _CLASS_RANK = {"int8": 0, "fp8": 1, "bf16": 2, "fp32": 3}
 

@@ -12,6 +12,8 @@ Numerics (where the Neuron documentation is silent, chosen to match what the eng
   +-448 for float8_e4m3 (which has no inf; the saturating "satfinite" conversion, NaN stays NaN);
   float -> int truncates toward zero, saturates at the integer range and maps NaN to 0;
   int -> int saturates (a cast never wraps); int -> float rounds to nearest.
+- ``gather`` is an indirect load: an index outside [0, data.shape[axis]) (negative ones included; the DMA engine
+  takes them as unsigned) raises ``OutOfBoundsAccess``, which the runtime reports as NRT_EXEC_OOB.
 """
 from __future__ import annotations
 
@@ -45,6 +47,10 @@ _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _GELU_TANH_C = math.sqrt(2.0 / math.pi)
 
 Fn = Callable[..., np.ndarray]
+
+
+class OutOfBoundsAccess(Exception):
+    """An indirect memory access (gather) outside its source tensor: the device fault behind NRT_EXEC_OOB."""
 
 
 def is_float(dt: np.dtype) -> bool:
@@ -242,7 +248,22 @@ def _make_native(kind: str, specs: Sequence[TensorSpec], attrs: Mapping[str, Any
     if kind == "cast":
         dst = numpy_dtype(res.dtype)
         return lambda o: (lambda x: _cast_into(x, dst, o))
+    if kind == "gather":
+        return _gather_maker(int(attrs.get("axis", 0)) % ndim)
     raise ValueError(f"unknown op kind {kind!r}")
+
+
+def _gather_maker(axis: int) -> Callable[[np.ndarray], Fn]:
+    def bind(o: np.ndarray) -> Fn:
+        def gather(data: np.ndarray, indices: np.ndarray) -> np.ndarray:
+            limit = data.shape[axis]
+            if indices.size and (indices.min() < 0 or indices.max() >= limit):
+                bad = indices[(indices < 0) | (indices >= limit)].flat[0]
+                raise OutOfBoundsAccess(f"gather index {int(bad)} is outside [0, {limit}) on axis {axis} of a "
+                                        f"{list(data.shape)} tensor")
+            return np.take(data, indices, axis=axis, out=o)
+        return gather
+    return bind
 
 
 def make_kernel(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> Kernel:
@@ -252,7 +273,7 @@ def make_kernel(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any
     out_dt = numpy_dtype(res.dtype)
     if kind in ("transpose", "reshape", "slice"):
         return Kernel(kind, res, False, _make_native(kind, inputs, attrs, res))
-    if kind == "cast" or kind == "concat" or in_dt not in _LOWP:
+    if kind in ("cast", "concat", "gather") or in_dt not in _LOWP:
         return Kernel(kind, res, True, _make_native(kind, inputs, attrs, res))
     f32_specs = [TensorSpec(s.name, "float32", s.shape) for s in inputs]
     inner = _make_native(kind, f32_specs, attrs, TensorSpec("", "float32", res.shape))

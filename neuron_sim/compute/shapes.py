@@ -43,6 +43,7 @@ _SIGNATURES: dict[str, tuple[int, int | None, frozenset[str]]] = {
     "slice": (1, 1, frozenset({"starts", "stops", "steps"})),
     **{k: (1, 1, frozenset({"axes", "keepdims"})) for k in REDUCE},
     "cast": (1, 1, frozenset({"dtype"})),
+    "gather": (2, 2, frozenset({"axis"})),
 }
 
 OP_KINDS: frozenset[str] = frozenset(_SIGNATURES)
@@ -58,6 +59,7 @@ _FORMS: dict[str, str] = {
     "concat": "concat(x1, ..., xn; axis=0) with equal ranks and equal sizes off the axis",
     "slice": "slice(x; starts=[ints], stops=[ints], steps=[positive ints]) over the leading axes",
     "cast": "cast(x; dtype=<neuron_sim dtype name>)",
+    "gather": "gather(data, indices; axis=0) with integer indices in [0, data.shape[axis])",
 }
 for _k in BINARY:
     _FORMS[_k] = f"{_k}(a, b) with numpy-broadcastable shapes"
@@ -174,6 +176,13 @@ def infer_op(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any]) 
     dtypes = [_canonical_dtype(kind, s.dtype) for s in inputs]
     shapes = [tuple(int(d) for d in s.shape) for s in inputs]
     dtype, shape = dtypes[0], shapes[0]
+    if kind == "gather":
+        if not shape:
+            raise _fail(kind, "data must have rank >= 1")
+        if _is_float(dtypes[1]):
+            raise _fail(kind, f"indices must be integers, got {dtypes[1]}")
+        ax = _axis(kind, "axis", attrs.get("axis", 0), len(shape))
+        return TensorSpec("", dtype, shape[:ax] + shapes[1] + shape[ax + 1:])
     if kind != "cast" and len(set(dtypes)) > 1:
         raise _fail(kind, f"inputs differ in dtype {dtypes} (cast explicitly)")
     if kind in FLOAT_ONLY and not _is_float(dtype):

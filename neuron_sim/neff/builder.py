@@ -103,7 +103,7 @@ def _method(kind: str) -> Callable[..., Value]:
     return call
 
 
-for _kind in _UNARY + _BINARY + ("concat",):
+for _kind in _UNARY + _BINARY + ("concat", "gather"):
     setattr(Value, _kind, _method(_kind))
 
 
@@ -253,6 +253,10 @@ class NeffBuilder:
 
     def reduce_max(self, x: Value, axes: Sequence[int] | None = None, keepdims: bool = False) -> Value:
         return self.op("reduce_max", x, axes=axes, keepdims=keepdims)
+
+    def gather(self, data: Value, indices: Value, axis: int | None = None) -> Value:
+        """Indirect load ``take(data, indices, axis)``; an index outside the axis faults with NRT_EXEC_OOB."""
+        return self.op("gather", data, indices, axis=axis)
 
     def cast(self, x: Value, dtype: str) -> Value:
         return self.op("cast", x, dtype=dtype_name(dtype))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neuron_sim import nrtlog
+from neuron_sim.compute.ops import OutOfBoundsAccess
 from neuron_sim.runtime.core import Runtime
 from neuron_sim.runtime.models import Binding, Model, check_model, opaque_outputs
 from neuron_sim.runtime.tensors import Placement, Tensor, TensorSet
@@ -92,7 +93,10 @@ def run(rt: Runtime, req: Prepared) -> NrtStatus:
             raise _timeout(model, timeout)
         sentinel = False
         if model.compiled is not None:
-            model.compiled.run(req.inputs, req.outputs)
+            try:
+                model.compiled.run(req.inputs, req.outputs)
+            except OutOfBoundsAccess as exc:
+                raise _out_of_bounds(model, exc) from None
         else:
             sentinel = opaque_outputs(model, req.inputs, req.outputs)
         end = start + duration
@@ -150,6 +154,19 @@ def _timeout(model: Model, timeout: float) -> NrtError:
     return NrtError(NrtStatus.TIMEOUT, f"execution timeout ({ms} ms) on Neuron Device {core.device} NC "
                                        f"{core.local_id}, model {model.name}: simulated duration "
                                        f"{model.duration_s:.3f} s exceeds NEURON_RT_EXEC_TIMEOUT={timeout:g}")
+
+
+def _out_of_bounds(model: Model, exc: OutOfBoundsAccess) -> NrtError:
+    """NRT_EXEC_OOB: an indirect load of the model left its tensor (the outputs are not complete)."""
+    model.cores[0].stats["oob_error"] = model.cores[0].stats.get("oob_error", 0) + 1
+    core = model.cores[0].core
+    nrtlog.error("TDRV", "generate_custom_notification_msg",
+                 f"nd{core.device}:nc{core.local_id}:h_model.id{model.id}: Received notification generated at "
+                 "runtime: failed to run scatter/gather (indirect memory copy), due to out-of-bound access.")
+    nrtlog.error("NMGR", "dlr_infer", f"Inference completed with err: {int(NrtStatus.EXEC_OOB)}. "
+                 f"mode->h_nn={model.id}, start_nc={model.start_vnc}, nc_count={len(model.cores)}")
+    return NrtError(NrtStatus.EXEC_OOB, f"model {model.name} on NC {model.start_vnc}: out-of-bound access in "
+                                        f"an indirect memory copy: {exc}")
 
 
 def _has_nan(outputs: dict[str, np.ndarray]) -> bool:
