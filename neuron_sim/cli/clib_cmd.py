@@ -9,8 +9,6 @@ import argparse
 import os
 import sys
 
-from neuron_sim.clib import build, environment
-
 
 def _machine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--instance-type", help="simulated instance type (sets NEURON_SIM_INSTANCE_TYPE)")
@@ -36,15 +34,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from neuron_sim.clib import build
     print(build.build())
     return 0
 
 
 def _variables(args: argparse.Namespace) -> dict[str, str]:
+    from neuron_sim.clib import build, environment
     return environment.settings(build.build(), args.instance_type, args.state_dir)
 
 
 def _env(args: argparse.Namespace) -> int:
+    from neuron_sim.clib import environment
     sys.stdout.write(environment.render(_variables(args), args.shell))
     return 0
 

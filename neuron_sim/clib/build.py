@@ -167,10 +167,10 @@ def check_toolchain(config: dict | None = None, environ: dict | None = None) -> 
     include = config.get("INCLUDEPY") or ""
     if not os.path.isfile(os.path.join(include, "Python.h")):
         raise LibnrtBuildError(f"no Python headers (Python.h not in '{include}'): install {_python_dev_package()}")
-    libdir, ldlibrary = config.get("LIBDIR") or "", config.get("LDLIBRARY") or ""
-    if not config.get("Py_ENABLE_SHARED") or not ldlibrary.endswith(".so") \
-            or not os.path.exists(os.path.join(libdir, ldlibrary)):
-        raise LibnrtBuildError(f"no Python shared library (lib{_python_lib_name()}.so) for {sys.executable}: "
+    libdir = config.get("LIBDIR") or ""
+    shared = f"lib{_python_lib_name()}.so"            # what -lpythonX.Y links against
+    if not os.path.exists(os.path.join(libdir, shared)):
+        raise LibnrtBuildError(f"no Python shared library ({shared} not in '{libdir}') for {sys.executable}: "
                                f"install {_python_dev_package()}")
 
 

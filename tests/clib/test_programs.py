@@ -28,7 +28,7 @@ def test_first_app_call_order_outputs_equal_numpy(programs, c_env, tmp_path, ste
                        c_env(NEURON_SIM_INSTANCE_TYPE=instance))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["in x dtype=10 size=256 shape=1x64",
-                                        "out y dtype=10 size=40 shape=1x10", "done"]
+                                        "out y dtype=10 size=40 shape=1x10", "y va matches", "done"]
     got = np.fromfile(tmp_path / "y.bin", np.float32).reshape(1, 10)
     np.testing.assert_allclose(got, mlp_reference(stem, x, act), rtol=1e-5, atol=1e-5)
 
