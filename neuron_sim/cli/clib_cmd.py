@@ -12,7 +12,7 @@ import sys
 
 def _machine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--instance-type", help="simulated instance type (sets NEURON_SIM_INSTANCE_TYPE)")
-    p.add_argument("--state-dir", help="lock-file directory shared by the runtime processes (sets NEURON_SIM_STATE_DIR)")
+    p.add_argument("--state-dir", help="lock-file directory shared by runtime processes (sets NEURON_SIM_STATE_DIR)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

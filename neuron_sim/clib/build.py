@@ -43,9 +43,17 @@ def declarations() -> str:
     return "\n".join(keep)
 
 
-def exported_functions() -> list[str]:
-    """Names of the functions the library exports, in header order."""
-    return re.findall(r"\b(nrt_\w+)\s*\(", declarations())
+def exported_functions() -> dict[str, str]:
+    """Name → C return type of every function the library exports, in header order."""
+    found = re.finditer(r"^([A-Za-z_][\w ]*?[\s*]+)(nrt_\w+)\s*\(", declarations(), re.M)
+    return {m.group(2): " ".join(m.group(1).replace("*", " * ").split()) for m in found}
+
+
+def failure_value(return_type: str) -> str:
+    """What a function returns when it cannot run, as Python source: NRT_FAILURE, None (void) or 0/NULL."""
+    if return_type == "NRT_STATUS":
+        return "1"
+    return "None" if return_type == "void" else ("ffi.NULL" if return_type.endswith("*") else "0")
 
 
 # ---- what is recorded in the library ------------------------------------------------------------
@@ -82,16 +90,21 @@ try:
 except Exception as _exc:
     _why = "libnrt.so.1 (neuron_sim): cannot import neuron_sim (%r) with sys.path=%r; reinstall neuron_sim " \\
            "and run 'neuron-sim libnrt build'" % (_exc, sys.path)
-    def _broken(name):
+    def _broken(name, value):
         def fail(*args):
             sys.stderr.write("ERROR   NRT:%s   %s\\n" % (name, _why))
-            return 1
+            return value
         return fail
-    for _name in {exported_functions()!r}:
-        ffi.def_extern(name=_name, error=1)(_broken(_name))
+    for _name, _value in {_failure_values()}:
+        ffi.def_extern(name=_name)(_broken(_name, _value))
 else:
     exports.install(ffi)
 '''
+
+
+def _failure_values() -> str:
+    pairs = ", ".join(f"({name!r}, {failure_value(rt)})" for name, rt in exported_functions().items())
+    return f"[{pairs}]"
 
 
 def _wide_literal(text: str) -> str:
@@ -100,24 +113,38 @@ def _wide_literal(text: str) -> str:
                           for c in text) + '"'
 
 
+def _narrow_literal(text: str) -> str:
+    """A C string literal of a path's bytes."""
+    return '"' + "".join(chr(b) if 32 <= b < 127 and chr(b) not in '\\"?' else f"\\{b:03o}"
+                         for b in os.fsencode(text)) + '"'
+
+
 def _c_source(recorded: dict) -> str:
     """Declarations plus a constructor that readies a C program's embedded Python before cffi starts it."""
     home = ""
     if recorded["pythonhome"]:
-        home = f'\n    if (getenv("PYTHONHOME") == NULL)\n        Py_SetPythonHome({_wide_literal(recorded["pythonhome"])});'
-    libpython = sysconfig.get_config_var("INSTSONAME") or f"lib{_python_lib_name()}.so"
+        home = ('\n    if (getenv("PYTHONHOME") == NULL)\n'
+                f'        Py_SetPythonHome({_wide_literal(recorded["pythonhome"])});')
+    executable = _narrow_literal(recorded["executable"])
     return f'''\
 #include <dlfcn.h>
+#include <stdio.h>
+#include <unistd.h>
 #include "nrt/nrt.h"
 /* Runs when the library is loaded. A program that dlopen()s us with RTLD_LOCAL would hide libpython's
    symbols from the extension modules Python imports: make them global. Then, unless the process already
    runs Python, name the interpreter that built this library, so Python finds its standard library and
-   virtual environment (site-packages, .pth files) from there. */
+   virtual environment (site-packages, .pth files) from there; if it is gone, say so before Python fails. */
 __attribute__((constructor)) static void neuron_sim_prepare_python(void)
 {{
-    dlopen("{libpython}", RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
+    Dl_info libpython;
+    if (dladdr((void *)&Py_IsInitialized, &libpython) && libpython.dli_fname != NULL)
+        dlopen(libpython.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
     if (Py_IsInitialized())
         return;
+    if (access({executable}, X_OK) != 0)
+        fprintf(stderr, "ERROR   NRT:nrt_init   libnrt.so.1 (neuron_sim): the Python that built this library "
+                "(%s) is gone; build it again with 'neuron-sim libnrt build'\\n", {executable});
     Py_SetProgramName({_wide_literal(recorded["executable"])});{home}
 }}
 '''
@@ -218,7 +245,7 @@ def build(root: Path | None = None) -> Path:
         recorded = recorded_python()
         (staging / "build-info.json").write_text(json.dumps(
             {"neuron_sim": neuron_sim.__version__, "python": sys.version, "recorded": recorded,
-             "functions": exported_functions()}, indent=2) + "\n")
+             "functions": list(exported_functions())}, indent=2) + "\n")
         proc = subprocess.run([sys.executable, "-m", "neuron_sim.clib.build", str(staging)],
                               capture_output=True, text=True)
         if proc.returncode != 0 or not (staging / SONAME).is_file():

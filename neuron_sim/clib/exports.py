@@ -380,10 +380,6 @@ def nrt_get_status_as_str(status: int) -> Any:
 
 
 # ---- attaching to the library --------------------------------------------------------------------
-_VOID = {"nrt_close", "nrt_destroy_tensor_set", "nrt_tensor_free"}
-_ZERO = {"nrt_tensor_get_size", "nrt_tensor_get_va", "nrt_get_status_as_str"}
-
-
 def _on_error(name: str):
     def report(exc_type: type, exc: BaseException, tb: Any) -> None:
         nrtlog.error("NRT", name, f"internal error in neuron_sim's libnrt: {exc_type.__name__}: {exc}")
@@ -391,15 +387,15 @@ def _on_error(name: str):
 
 
 def install(library_ffi: Any) -> None:
-    """Attach every exported function of the library (``ffi`` of the embedded module) to its Python side."""
+    """Attach every exported function of the library (``ffi`` of the embedded module) to its Python side.
+
+    An unexpected exception is logged and the function returns NRT_FAILURE (0 / NULL where it returns a
+    size or a pointer)."""
     global ffi, handles
     ffi = library_ffi
     handles = HandleTable(ffi)
     from neuron_sim.clib.build import exported_functions
     module = sys.modules[__name__]
-    for name in exported_functions():
-        error = None if name in _VOID or name in _ZERO else NRT_FAILURE
-        kwargs = {"name": name, "onerror": _on_error(name)}
-        if error is not None:
-            kwargs["error"] = error
-        ffi.def_extern(**kwargs)(getattr(module, name))
+    for name, return_type in exported_functions().items():
+        extra = {"error": NRT_FAILURE} if return_type == "NRT_STATUS" else {}
+        ffi.def_extern(name=name, onerror=_on_error(name), **extra)(getattr(module, name))

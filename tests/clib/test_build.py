@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import subprocess
@@ -89,7 +90,8 @@ def test_struct_layouts_match_the_spec_in_c_and_in_the_library(libnrt, tmp_path)
         pytest.skip(f"no C compiler '{cc}' on PATH")
     body = "\n".join(f'    printf("%s=%zu\\n", "{k}", (size_t){k});' for k in LAYOUT)
     (tmp_path / "layout.c").write_text(
-        f"#include <stddef.h>\n#include <stdio.h>\n#include <nrt/nrt.h>\nint main(void)\n{{\n{body}\n    return 0;\n}}\n")
+        "#include <stddef.h>\n#include <stdio.h>\n#include <nrt/nrt.h>\n"
+        f"int main(void)\n{{\n{body}\n    return 0;\n}}\n")
     subprocess.run([cc, "-std=c11", f"-I{libnrt / 'include'}", "-o", str(tmp_path / "layout"),
                     str(tmp_path / "layout.c")], check=True)
     out = subprocess.run([str(tmp_path / "layout")], capture_output=True, text=True, check=True).stdout
@@ -119,7 +121,8 @@ def test_a_missing_python_shared_library_is_one_error_naming_what_to_install(tmp
     with pytest.raises(build.LibnrtBuildError, match=rf"no Python shared library .* install python{v}-dev"):
         build.check_toolchain(config=config, environ={"PATH": os.environ["PATH"]})
     with pytest.raises(build.LibnrtBuildError, match=rf"no Python headers .* install python{v}-dev"):
-        build.check_toolchain(config={**config, "INCLUDEPY": str(tmp_path / "none")}, environ={"PATH": os.environ["PATH"]})
+        build.check_toolchain(config={**config, "INCLUDEPY": str(tmp_path / "none")},
+                              environ={"PATH": os.environ["PATH"]})
 
 
 def test_cli_build_without_a_compiler_fails_cleanly(tmp_path):
@@ -129,3 +132,32 @@ def test_cli_build_without_a_compiler_fails_cleanly(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("neuron-sim libnrt: error: no C compiler") and "Traceback" not in proc.stderr
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_library_that_cannot_import_neuron_sim_fails_every_call_with_nrt_failure(programs, tmp_path):
+    """Its embedded Python is an empty virtual environment: nrt_init is NRT_FAILURE with the cause, no crash.
+
+    cffi's own backend must be importable (it loads before the library's start-up code); PYTHONPATH gives it."""
+    import _cffi_backend
+    venv = tmp_path / "empty-venv"
+    (venv / "bin").mkdir(parents=True)
+    base = os.path.realpath(sys.executable)
+    (venv / "pyvenv.cfg").write_text(f"home = {os.path.dirname(base)}\ninclude-system-site-packages = false\n")
+    python = venv / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    python.symlink_to(base)
+    (tmp_path / "cffi-only").mkdir()
+    (tmp_path / "cffi-only" / os.path.basename(_cffi_backend.__file__)).symlink_to(_cffi_backend.__file__)
+    recorded = {**build.recorded_python(), "executable": str(python), "sitedirs": [], "pythonpath": [],
+                "package_root": str(tmp_path / "nowhere")}
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    subprocess.run([sys.executable, "-c", "import sys, json, pathlib; from neuron_sim.clib import build; "
+                    "build.compile_into(pathlib.Path(sys.argv[1]), json.loads(sys.argv[2]))", str(broken),
+                    json.dumps(recorded)], check=True, capture_output=True)
+    env = {"PATH": os.environ["PATH"], "LD_LIBRARY_PATH": str(broken), "PYTHONPATH": str(tmp_path / "cffi-only"),
+           "NEURON_SIM_STATE_DIR": os.environ["NEURON_SIM_STATE_DIR"]}
+    proc = subprocess.run([str(programs("first_app.c", "-lnrt")), "none.neff", str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert 'nrt_init(NRT_FRAMEWORK_TYPE_NO_FW, "", "") failed' in proc.stderr
+    assert "ERROR   NRT:nrt_init   libnrt.so.1 (neuron_sim): cannot import neuron_sim" in proc.stderr
