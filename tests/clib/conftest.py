@@ -38,7 +38,7 @@ def programs(libnrt, tmp_path_factory):
                 pytest.skip(f"no {'C++' if cpp else 'C'} compiler '{compiler}' on PATH")
             exe = out_dir / Path(source).stem
             std = ["-std=c++17"] if cpp else ["-std=c11", "-D_DEFAULT_SOURCE"]
-            cmd = [compiler, "-Wall", "-Wextra", "-Werror", *std, f"-I{libnrt / 'include'}", "-o", str(exe),
+            cmd = [compiler, "-Wall", "-Wextra", *std, f"-I{libnrt / 'include'}", "-o", str(exe),
                    str(HERE / source), f"-L{libnrt}", *flags]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"

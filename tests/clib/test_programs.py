@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from neuron_sim import nrt
 from neuron_sim.compute.ops import gelu_erf_reference
 from neuron_sim.neff.reader import read_neff_file
 from tests.clib.conftest import run_program
@@ -133,3 +134,50 @@ def test_many_c_threads_share_a_model_and_get_numpy_results(programs, c_env, tmp
         y = np.fromfile(tmp_path / f"thread_{i}.out", np.float32).reshape(1, 10)
         assert x[0, 0] == pytest.approx((i + 1) * 0.01 * -20)
         np.testing.assert_allclose(y, mlp_reference("mlp_trn1", x), rtol=1e-5, atol=1e-5)
+
+
+def test_every_other_function_from_c_matches_the_flat_face(programs, c_env, monkeypatch):
+    """Batches, copy, repeat, allocation info, completions, counts, instance, version, memory stats, collectives."""
+    exe = programs("api_tour.c", "-lnrt")
+    proc = run_program([exe, NEFFS / "mlp_trn1.neff"], c_env(NEURON_SIM_INSTANCE_TYPE="trn1.2xlarge"))
+    assert proc.returncode == 0, proc.stderr
+    got = dict(line.split("=", 1) for line in proc.stdout.splitlines())
+
+    monkeypatch.setenv("NEURON_SIM_INSTANCE_TYPE", "trn1.2xlarge")           # the same calls, flat face
+    assert nrt.nrt_init(nrt.NRT_FRAMEWORK_TYPE_PYTORCH, "2.1", "1.0") == 0
+    _, model = nrt.nrt_load_collectives((NEFFS / "mlp_trn1.neff").read_bytes(), 1, -1, 0, 1)
+    _, a = nrt.nrt_tensor_allocate(0, 1, 256, "x")
+    _, b = nrt.nrt_tensor_allocate(0, 1, 256, "x_copy")
+    _, y = nrt.nrt_tensor_allocate(0, 1, 40, "y")
+    x = (np.arange(64, dtype=np.float32) / np.float32(64) - np.float32(0.5))
+    nrt.nrt_tensor_write(a, x, 0, 256)
+    nrt.nrt_tensor_copy(a, 0, b, 0, 256)
+    _, ins = nrt.nrt_allocate_tensor_set()
+    _, outs = nrt.nrt_allocate_tensor_set()
+    nrt.nrt_add_tensor_to_tensor_set(ins, "x", b)
+    nrt.nrt_add_tensor_to_tensor_set(outs, "y", y)
+    assert nrt.nrt_execute_repeat(model, ins, outs, 3) == 0
+    out = np.empty(10, np.float32)
+    nrt.nrt_tensor_read(y, out, 0, 40)
+    stats = nrt.nrt_get_vnc_memory_stats(1)[1]
+    version = nrt.nrt_get_version()[1]
+    instance = nrt.nrt_get_instance_info()[1]
+    dai = nrt.nrt_tensor_get_device_allocation_info(b)[1]
+    nrt.nrt_close()
+
+    statuses = ("init", "instance_info", "version", "load_collectives", "write_batch", "copy", "read_batch",
+                "device_allocation_info", "execute_repeat", "reset_completion", "check_completion_zero",
+                "register_callback_without_async", "drain", "memory_stats", "unload")
+    assert {k: got[k] for k in statuses} == dict.fromkeys(statuses, "0")
+    assert got["check_completion_none"] == "5"                                  # NRT_TIMEOUT
+    assert got["copy_roundtrip"] == "1" and got["dai_address_nonzero"] == "1"
+    assert (got["total_vnc_count"], got["visible_vnc_count"], got["visible_nc_count"]) == ("2", "2", "2")
+    assert (got["model_vnc"], got["model_vnc_count"], got["model_nc_count"], got["model_instance_count"]) == \
+        ("1", "1", "1", "1")
+    assert got["instance"] == f"{instance.family}/{instance.size}/{instance.arch_name}/{instance.device_revision}"
+    assert got["version_numbers"] == ".".join(str(v) for v in (version.rt_major, version.rt_minor, version.rt_patch,
+                                                               version.rt_maintenance))
+    assert (got["version_detail"], got["git_hash"]) == (version.rt_detail, version.git_hash)
+    assert (int(got["dai_size"]), int(got["dai_hbm"])) == (dai.size, dai.hbm_index)
+    assert (int(got["bytes_used"]), int(got["bytes_limit"])) == (stats.bytes_used, stats.bytes_limit)
+    np.testing.assert_array_equal(np.array(got["y"].split(","), np.float32), out)
