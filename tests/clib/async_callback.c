@@ -46,7 +46,8 @@ static void *read_all(const char *path, size_t *size)
     return buf;
 }
 
-#define CHECK(call) do { NRT_STATUS s_ = (call); if (s_) { fprintf(stderr, "%s: %d\n", #call, s_); return 1; } } while (0)
+#define CHECK(call) \
+    do { NRT_STATUS s_ = (call); if (s_) { fprintf(stderr, "%s: %d\n", #call, s_); return 1; } } while (0)
 
 int main(int argc, char **argv)
 {
