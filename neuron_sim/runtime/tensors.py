@@ -1,6 +1,7 @@
 """Tensors and tensor sets with nrt.h semantics: lazily materialised storage, refcounted slices, caller buffers."""
 from __future__ import annotations
 
+import threading
 from enum import IntEnum
 
 import numpy as np
@@ -18,6 +19,7 @@ class Placement(IntEnum):
 
 
 FILL_BYTES = {"zero": 0x00, "nan": 0xFF}  # 0xFF.. is NaN in fp32, fp16, bf16, fp8 e4m3fn and e5m2
+_FIRST_TOUCH = threading.Lock()           # one buffer per storage even when threads touch it at once
 
 
 class Storage:
@@ -35,11 +37,15 @@ class Storage:
         self.memory = memory
 
     def buffer(self) -> np.ndarray:
-        """The bytes as a uint8 array (zero pages cost nothing until written: np.zeros is lazy)."""
+        """The bytes as a uint8 array, created once: its address stays valid for the storage's life
+        (nrt_tensor_get_va). Zero pages cost nothing until written: np.zeros is lazy."""
         buf = self._buf
         if buf is None:
-            buf = np.zeros(self.nbytes, np.uint8) if self.fill == 0 else np.full(self.nbytes, self.fill, np.uint8)
-            self._buf = buf
+            new = np.zeros(self.nbytes, np.uint8) if self.fill == 0 else np.full(self.nbytes, self.fill, np.uint8)
+            with _FIRST_TOUCH:
+                buf = self._buf
+                if buf is None:
+                    buf = self._buf = new
         return buf
 
     @property
