@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+from collections import deque
 from collections.abc import Mapping
 
 from neuron_sim import nrtlog
@@ -70,6 +71,9 @@ class Runtime:
         self.shared_constants: dict = {}
         self.duration_cache: dict = {}
         self.async_queue = None
+        # (total, device) simulated seconds per execution, drained by neuron_sim.runtime.publish
+        self.latency_samples: deque = deque(maxlen=4096)
+        self.publisher = None
 
     # ---- cores -------------------------------------------------------------------------------------
     @property
@@ -246,6 +250,8 @@ class Runtime:
         """Drain async work, unload every model, return every byte and release the cores."""
         if self.closed:
             return
+        if self.publisher is not None:
+            self.publisher.close()
         if self.async_queue is not None:
             self.async_queue.shutdown()
         from neuron_sim.runtime.models import unload_all
