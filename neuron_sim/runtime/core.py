@@ -296,6 +296,9 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
         machine = select_machine(config.instance_type, config.topology_file, config.logical_nc_config)
     except ValueError as exc:
         raise fail(NrtStatus.INVALID, "NRT", fn, str(exc)) from None
+    if not machine.devices:
+        raise fail(NrtStatus.FAILURE, "TDRV", "tdrv_get_dev_info",
+                   f"No neuron device available (the simulated machine {machine.instance_type} has no device)")
     try:
         check_cores_in_range(config, machine.total_cores)
     except NrtError as exc:
