@@ -25,7 +25,7 @@ def init(environ: Mapping[str, str] | None = None) -> Runtime:
             raise NrtError(NrtStatus.FAILURE, msg)
         rt = start_runtime(environ)
         ensure_queue(rt)
-        rt.publisher = publish_state(rt, environ)
+        rt.publisher = publish_state(rt)
         _runtime = rt
         return rt
 

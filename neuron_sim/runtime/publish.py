@@ -21,7 +21,6 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,6 @@ from neuron_sim.runtime.reservation import default_state_dir
 from neuron_sim.status import NrtError
 
 RECORD_FORMAT = "neuron_sim.runtime_state/1"
-TAG_VARIABLE = "NEURON_PROCESS_TAG"
-MAX_TAG_CHARS = 255
 MAX_STATE_BYTES = 4 << 20           # bound on what a reader loads from one record
 SLOW_INTERVAL_S = 1.0
 FAST_INTERVAL_S = 0.1
@@ -47,16 +44,9 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def process_tag(environ: Mapping[str, str], pid: int) -> str:
-    """NEURON_PROCESS_TAG (at most 255 characters, longer is cut with a warning), or the pid as text."""
-    tag = environ.get(TAG_VARIABLE, "")
-    if not tag:
-        return str(pid)
-    if len(tag) > MAX_TAG_CHARS:
-        nrtlog.warn("NRT", "nrt_init", f"{TAG_VARIABLE} has {len(tag)} characters, more than the "
-                    f"{MAX_TAG_CHARS} accepted; using its first {MAX_TAG_CHARS}")
-        tag = tag[:MAX_TAG_CHARS]
-    return tag
+def process_tag(rt: Any) -> str:
+    """NEURON_PROCESS_TAG as nrt_init parsed it (at most 255 characters), or the pid as text."""
+    return rt.config.process_tag or str(os.getpid())
 
 
 def _rss_bytes() -> int:
@@ -334,13 +324,12 @@ def read_runtimes(state_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
-def attach(rt: Any, environ: Mapping[str, str] | None = None) -> Publisher | None:
+def attach(rt: Any) -> Publisher | None:
     """Start publishing ``rt``'s state (nrt_init); None, with a warning, when the state dir refuses it."""
-    env = os.environ if environ is None else environ
     state_dir = default_state_dir(rt.machine, {"NEURON_SIM_STATE_DIR": rt.config.state_dir}
                                   if rt.config.state_dir else {})
     try:
-        return Publisher(rt, state_dir, process_tag(env, os.getpid()))
+        return Publisher(rt, state_dir, process_tag(rt))
     except (OSError, NrtError) as exc:
         nrtlog.warn("NRT", "nrt_init", f"Cannot publish runtime state in {state_dir} ({getattr(exc, 'strerror', None) or exc}); "
                     "neuron-ls/monitor/top will not see this process")
