@@ -4,6 +4,7 @@ The configuration file is the real one (runtime-semantics.md §5): ``period`` ("
 ``neuron_runtimes`` (``tag_filter`` regular expressions, matched against the whole NEURON_PROCESS_TAG, with
 their ``metrics``) and ``system_metrics`` (each with an optional own ``period``). Without ``-c`` every group
 is reported every 5 s for every runtime. The first record is written at start, then one per period.
+With ``--prometheus PORT`` the records are served as Prometheus metrics instead (neuron_sim.cli.prometheus).
 While it runs the monitor holds ``monitor.lock`` so runtimes publish their state ten times a second.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from neuron_sim.cli.ls import machine_from_env
 from neuron_sim.cli.monitor_report import (
@@ -105,9 +106,17 @@ def load_config(path: str | None) -> MonitorConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def run(config: MonitorConfig, out: Any = None, records: int | None = None) -> int:
-    """Write one record now and one per period (``records`` of them, or until interrupted)."""
-    out = sys.stdout if out is None else out
+def write_json(out: Any) -> Callable[[dict], None]:
+    """A sink writing each record as one compact JSON line, flushed at once."""
+    def emit(document: dict) -> None:
+        out.write(json.dumps(document, separators=(",", ":")) + "\n")
+        out.flush()
+    return emit
+
+
+def run(config: MonitorConfig, emit: Callable[[dict], None] | None = None, records: int | None = None) -> int:
+    """Produce one record now and one per period (``records`` of them, or until interrupted)."""
+    emit = write_json(sys.stdout) if emit is None else emit
     machine = machine_from_env()
     state_dir = default_state_dir(machine)
     attachment = MonitorAttachment(state_dir)
@@ -116,9 +125,7 @@ def run(config: MonitorConfig, out: Any = None, records: int | None = None) -> i
         deadline = time.monotonic()
         written = 0
         while records is None or written < records:
-            document = sampler.sample(read_runtimes(state_dir))
-            out.write(json.dumps(document, separators=(",", ":")) + "\n")
-            out.flush()
+            emit(sampler.sample(read_runtimes(state_dir)))
             written += 1
             if records is not None and written >= records:
                 break
@@ -129,10 +136,25 @@ def run(config: MonitorConfig, out: Any = None, records: int | None = None) -> i
     return 0
 
 
+def prometheus_sink(port: int, prog: str) -> Callable[[dict], None]:
+    """Serve the records as Prometheus metrics on 127.0.0.1:``port`` (needs the ``prometheus`` extra)."""
+    try:
+        from neuron_sim.cli.prometheus import start_exporter
+        collector = start_exporter(port)
+    except ImportError:
+        raise ConfigError("--prometheus needs prometheus-client: pip install 'neuron_sim[prometheus]'") from None
+    except OSError as exc:
+        raise ConfigError(f"--prometheus {port}: cannot listen on 127.0.0.1:{port} ({exc.strerror or exc})") from None
+    print(f"{prog}: serving Prometheus metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr, flush=True)
+    return collector.update
+
+
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Report the simulated Neuron machine's runtimes and "
                                      "system figures as one JSON record per period.")
     parser.add_argument("-c", "--config-file", metavar="CONFIG", help="neuron-monitor configuration (JSON)")
+    parser.add_argument("--prometheus", type=int, metavar="PORT",
+                        help="serve the records as Prometheus metrics on 127.0.0.1:PORT instead of printing them")
     return parser
 
 
@@ -144,7 +166,10 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         return exc.code if isinstance(exc.code, int) else 0
     try:
         config = load_config(args.config_file)
-        return run(config)
+        if args.prometheus is not None and not 0 < args.prometheus < 65536:
+            raise ConfigError(f"--prometheus: expected a TCP port 1-65535, got {args.prometheus}")
+        emit = prometheus_sink(args.prometheus, prog) if args.prometheus is not None else None
+        return run(config, emit)
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
