@@ -163,3 +163,20 @@ def test_no_device_machine_fails_init_with_the_driver_message(tmp_path, monkeypa
     monkeypatch.setenv("NEURON_SIM_TOPOLOGY", str(path))
     assert nrt.nrt_init(nrt.NRT_FRAMEWORK_TYPE_NO_FW, "", "") == nrt.NRT_FAILURE
     assert "TDRV:tdrv_get_dev_info" in capfd.readouterr().err.replace(" ", "")
+
+
+def test_a_forked_child_closing_leaves_the_parents_record(trn1):
+    assert nrt.nrt_init(nrt.NRT_FRAMEWORK_TYPE_NO_FW, "", "") == nrt.NRT_SUCCESS
+    try:
+        directory = state_dir()
+        pid = os.fork()
+        if pid == 0:                                                    # the child closes its inherited copy
+            try:
+                lifecycle.current("child").publisher.close()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        assert [r["pid"] for r in publish.read_runtimes(directory)] == [os.getpid()]
+    finally:
+        nrt.nrt_close()
+    assert publish.read_runtimes(directory) == []

@@ -110,7 +110,7 @@ class Publisher:
     def __init__(self, rt: Any, state_dir: Path, tag: str) -> None:
         self._rt = rt
         self._state_dir = Path(state_dir)
-        pid = os.getpid()
+        pid = self._owner_pid = os.getpid()
         self.name = f"rt-{pid}-{secrets.token_hex(6)}"
         self._identity = {
             "format": RECORD_FORMAT, "pid": pid, "command": process_command(), "tag": tag,
@@ -169,14 +169,15 @@ class Publisher:
             self.publish()
 
     def close(self) -> None:
-        """Stop publishing and remove the record and its lock file (idempotent)."""
+        """Stop publishing and remove the record and its lock file (idempotent); a forked child only closes."""
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
         with self._write_lock:
             if self._dir < 0:
                 return
-            for suffix in (".json", ".lock"):
+            owner = os.getpid() == self._owner_pid
+            for suffix in (".json", ".lock") if owner else ():
                 try:
                     os.unlink(self.name + suffix, dir_fd=self._dir)
                 except OSError:
