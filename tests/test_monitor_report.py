@@ -92,7 +92,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st
 FIELDS = st.sampled_from(["period", "neuron_runtimes", "system_metrics", "tag_filter", "metrics", "type"])
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(st.dictionaries(FIELDS, JSON, max_size=3) | JSON)
 def test_config_parser_accepts_or_names_the_problem(document):
     try:
@@ -104,7 +104,7 @@ def test_config_parser_accepts_or_names_the_problem(document):
         json.dumps([s.metrics for s in config.neuron_runtimes])
 
 
-@settings(max_examples=200)
+@settings(max_examples=50)
 @given(st.lists(st.sampled_from(["execution_stats", "memory_used", "neuroncore_counters",
                                  "neuron_runtime_vcpu_usage"]), max_size=6), st.sampled_from(["1s", "250ms", "2m"]))
 def test_valid_configs_round_trip(metrics, period):

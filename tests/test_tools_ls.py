@@ -135,3 +135,17 @@ def test_process_rows_show_tags_and_survive_newlines(env, tmp_path):
     assert all(len(r[9]) == 20 and r[9].endswith("...") for r in rows)  # newlines folded, cut at 20
     assert sorted(p["pid"] for p in doc[0]["neuron_processes"]) == sorted(w.pid for w in workers)
     assert all("\n" in p["command"] for p in doc[0]["neuron_processes"])   # JSON keeps the command as is
+
+
+def test_topology_torus_and_link_list(env):
+    proc = neuron_ls(dict(env, NEURON_SIM_INSTANCE_TYPE="trn1.32xlarge"), "-t")
+    lines = proc.stdout.splitlines()
+    rows = [line for line in lines if line.startswith("*––►")]
+    assert rows[0] == "*––►[  0 ]◄––►[  1 ]◄––►[  2 ]◄––►[  3 ]◄––*"
+    assert rows[3] == "*––►[ 12 ]◄––►[ 13 ]◄––►[ 14 ]◄––►[ 15 ]◄––*"
+    column = rows[0].index("0 ]")
+    assert all(line[column] in "▲▼*" for line in lines if line.strip() and set(line.strip()) <= set("▲▼* "))
+    assert lines[-1] == "        *––► = Wrap-around link"
+    proc = neuron_ls(dict(env, NEURON_SIM_INSTANCE_TYPE="inf2.24xlarge"), "--topology")
+    assert proc.stdout.splitlines()[-6:] == ["[ 0 ] ◄––► 1", "[ 1 ] ◄––► 0, 2", "[ 2 ] ◄––► 1, 3",
+                                             "[ 3 ] ◄––► 2, 4", "[ 4 ] ◄––► 3, 5", "[ 5 ] ◄––► 4"]

@@ -7,7 +7,8 @@ trn1.2xlarge byte for byte in its conventions: four-space indent, ``numa_node`` 
 node), ``connected_to`` null when a device has no link, ``logical_neuroncore_config`` only on trn2 (as the
 table's header line), no trailing newline. Decisions where neuron-ls's exact output is unknown: commands are
 put on one line and cut to 20 characters ("..." ending), ``-a`` and ``-w`` both add the process columns plus
-a PROCESS TAG column (NEURON_PROCESS_TAG from the runtime's published state), ``-t`` lists each device's links.
+a PROCESS TAG column (NEURON_PROCESS_TAG from the runtime's published state); ``-t`` draws an n×n torus
+(trn1.32xlarge, trn2.48xlarge) with its wrap-around links, or lists each device's links on other machines.
 """
 from __future__ import annotations
 
@@ -164,12 +165,40 @@ def format_json(machine: Machine, holders: Sequence[Any] = ()) -> str:
     return json.dumps(render_json(machine, holders), indent=4)
 
 
+def _torus_side(machine: Machine) -> int:
+    """The side n when the devices form an n×n torus numbered row by row (trn1.32xlarge, trn2.48xlarge), else 0."""
+    count = len(machine.devices)
+    n = int(round(count ** 0.5))
+    if n < 3 or n * n != count:
+        return 0
+    for d in machine.devices:
+        r, c = divmod(d.index, n)
+        ring = {r * n + (c + 1) % n, r * n + (c - 1) % n, ((r + 1) % n) * n + c, ((r - 1) % n) * n + c}
+        if set(d.connected) != ring:
+            return 0
+    return n
+
+
 def render_topology(machine: Machine) -> str:
-    """``-t``: each device and the devices it links to."""
-    lines = ["", "Neuron Device Topology:"]
-    for device in machine.devices:
-        links = "◄––►".join(f"[ {c} ]" for c in device.connected)
-        lines.append(f"[ {device.index} ]" + (f" ◄––► {links}" if links else " (no links)"))
+    """``-t``: the links between devices: a torus grid with wrap-around links, or each device's links."""
+    n = _torus_side(machine)
+    lines = [""]
+    if not n:
+        for device in machine.devices:
+            links = ", ".join(str(c) for c in device.connected)
+            lines.append(f"[ {device.index} ]" + (f" ◄––► {links}" if links else " (no links)"))
+        return "\n".join(lines) + "\n"
+    width = max(len(str(d.index)) for d in machine.devices)
+    size = width + 4                                   # "[ " + id + " ]"
+    mark = lambda ch: "".join(" " * 4 + " " * (size // 2) + ch + " " * (size - size // 2 - 1)  # noqa: E731
+                              for _ in range(n)).rstrip()
+    lines.append(mark("*"))
+    for r in range(n):
+        lines.append(mark("▲"))
+        lines.append("*––►" + "◄––►".join(f"[ {str(r * n + c).rjust(width)} ]" for c in range(n)) + "◄––*")
+        lines.append(mark("▼"))
+    lines.append(mark("*"))
+    lines += ["", "Legend:", "", "        *––► = Wrap-around link"]
     return "\n".join(lines) + "\n"
 
 
