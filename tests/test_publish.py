@@ -180,3 +180,16 @@ def test_a_forked_child_closing_leaves_the_parents_record(trn1):
     finally:
         nrt.nrt_close()
     assert publish.read_runtimes(directory) == []
+
+
+def test_a_symlinked_machine_directory_is_not_published_into(trn1, tmp_path, monkeypatch):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    root = tmp_path / "state"
+    root.mkdir()
+    (root / "trn1.2xlarge").symlink_to(target)
+    monkeypatch.setenv("NEURON_SIM_STATE_DIR", str(root))
+    with neuron_sim.Runtime():
+        assert lifecycle.current("test").publisher is None               # refused, the runtime still works
+        assert not [p for p in target.iterdir() if p.name.startswith(("rt-", ".rt-"))]
+        assert publish.read_runtimes(root / "trn1.2xlarge") == []

@@ -40,7 +40,7 @@ MONITOR_LOCK_NAME = "monitor.lock"
 COUNTERS = ("completed", "completed_with_err", "completed_with_num_err", "timed_out", "incorrect_input",
             "failed_to_queue")
 _NAME = re.compile(r"^rt-(\d+)-([0-9a-f]{12})\.lock$")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC   # a symlinked machine dir is refused
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
@@ -288,7 +288,7 @@ def _remove_stale_temps(dir_fd: int, names: list[str]) -> None:
 def read_runtimes(state_dir: Path) -> list[dict[str, Any]]:
     """Records of the live runtime processes of a machine's state directory, by pid; dead ones are removed."""
     try:
-        dir_fd = os.open(state_dir, _DIR_FLAGS | os.O_NOFOLLOW)
+        dir_fd = os.open(state_dir, _DIR_FLAGS)
     except OSError:
         return []
     records = []
