@@ -66,6 +66,10 @@ def test_neuron_top_shows_the_runtime_and_quits_on_q(tmp_path):
                      "Memory Usage Details", ">all<", "1:gamma", f"gamma (pid {worker.pid})", "trn1.2xlarge"):
             assert part in text, part
         assert "NC0" in text and "NC1" in text
+        assert wait_for(fd, stream, screen, "System   user")
+        pump(fd, stream, 1.0)                                              # a few refreshes later
+        system = next(line for line in screen.display if "System   user" in line).split("Runtime")[0]
+        assert "%" in system and "-" not in system                         # host figures at every refresh
         os.write(fd, b"d")
         assert wait_for(fd, stream, screen, ">1:gamma<"), "\n".join(screen.display)
         os.write(fd, b"q")

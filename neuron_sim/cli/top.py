@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from neuron_sim.cli.ls import machine_from_env
-from neuron_sim.cli.monitor_report import Sampler
+from neuron_sim.cli.monitor_report import MonitorConfig, Sampler
 from neuron_sim.hardware.model import Machine
 from neuron_sim.runtime.publish import MonitorAttachment, read_runtimes
 from neuron_sim.runtime.reservation import default_state_dir
@@ -65,12 +65,12 @@ def _utilisation_lines(machine: Machine, entries: list[dict]) -> list[str]:
 
 
 def _vcpu_lines(sample: dict, entries: list[dict]) -> list[str]:
-    avg = sample["system_data"].get("vcpu_usage", {}).get("average_usage", {})
+    avg = sample["system_data"].get("vcpu_usage", {}).get("average_usage")
     user = sum(e["report"]["neuron_runtime_vcpu_usage"]["vcpu_usage"]["user"] for e in entries)
     system = sum(e["report"]["neuron_runtime_vcpu_usage"]["vcpu_usage"]["system"] for e in entries)
-    return ["VCPU Utilization",
-            f"  System   user {avg.get('user', 0.0):6.2f}%  system {avg.get('system', 0.0):6.2f}%"
-            f"     Runtime  user {user:6.2f}%  system {system:6.2f}%"]
+    host = (f"user {avg['user']:6.2f}%  system {avg['system']:6.2f}%" if avg is not None
+            else "user      -   system      - ")
+    return ["VCPU Utilization", f"  System   {host}     Runtime  user {user:6.2f}%  system {system:6.2f}%"]
 
 
 def _memory_lines(entries: list[dict]) -> list[str]:
@@ -165,7 +165,7 @@ def _loop(screen: Any, machine: Machine, refresh_s: float) -> int:
         curses.init_pair(1, curses.COLOR_GREEN, curses.COLOR_BLACK)
     screen.timeout(100)
     state_dir = default_state_dir(machine)
-    sampler = Sampler(machine)
+    sampler = Sampler(machine, MonitorConfig(period_s=refresh_s))
     selected, sample, due = 0, None, 0.0
     while True:
         now = time.monotonic()
