@@ -65,6 +65,15 @@ class Lines:
         return json.loads(line)
 
 
+def completed_by_tag(records):
+    totals = {}
+    for record in records:
+        for entry in record["neuron_runtime_data"]:
+            done = entry["report"]["execution_stats"]["execution_summary"]["completed"]
+            totals[entry["neuron_runtime_tag"]] = totals.get(entry["neuron_runtime_tag"], 0) + done
+    return totals
+
+
 def spawn(argv, env):
     return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
@@ -92,10 +101,15 @@ def test_two_tagged_runtimes_then_one_killed(tmp_path, machine_env):
             reports[tag] = Lines(workers[tag]).next()
         monitor = spawn([sys.executable, "-m", "neuron_sim.cli.monitor", "-c", str(config)], machine_env)
         lines = Lines(monitor)
-        records = [lines.next() for _ in range(3)]
+        records = [lines.next()]
+        while len(records) < 10 and completed_by_tag(records) != counts:   # publishers catch up within 1 s
+            records.append(lines.next())
+        records.append(lines.next())
         workers["beta"].kill()
         workers["beta"].wait(10)
-        after = [lines.next() for _ in range(2)]
+        after = [lines.next()]
+        while len(after) < 6 and len(after[-1]["neuron_runtime_data"]) != 1:
+            after.append(lines.next())
     finally:
         for proc in list(workers.values()) + ([monitor] if "monitor" in locals() else []):
             if proc.poll() is None:
@@ -137,7 +151,9 @@ def test_two_tagged_runtimes_then_one_killed(tmp_path, machine_env):
         models = entries[-1]["report"]["memory_used"]["loaded_models"]
         assert [m["name"] for m in models] == ["mlp_trn1"]
         assert re.fullmatch(r"[0-9a-f]{32}", models[0]["uuid"])
+    assert len(records) >= 3 and completed_by_tag(records) == counts
     assert {e["neuron_runtime_tag"] for e in after[-1]["neuron_runtime_data"]} == {"alpha"}
+    assert all({e["neuron_runtime_tag"] for e in r["neuron_runtime_data"]} >= {"alpha"} for r in after)
 
 
 @pytest.mark.parametrize("text,seconds", [("1s", 1.0), ("500ms", 0.5), ("2m", 120.0), (" 1.5s ", 1.5)])
