@@ -7,15 +7,16 @@ Rounds interleave the set-ups so a busy machine disturbs them alike; the best ro
 nrt_execute of the trn1 MLP sample, µs per call, best of several rounds, in three set-ups of one runtime:
 1. publishing stopped (the publisher closed: only the latency sample is appended, as before this feature);
 2. publishing, no monitor attached (the publisher writes once a second);
-3. publishing with a monitor attached (monitor.lock held: the publisher writes ten times a second) while a
-   reader thread reads the records every 100 ms, as neuron-monitor does at its fastest.
+3. publishing with a real neuron-monitor process attached (period 1 s; while it holds monitor.lock the
+   publisher writes ten times a second).
 """
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def per_call(fn, number: int = 1000) -> float:
     return (time.perf_counter() - t0) / number
 
 
-def main(rounds: int = 15) -> None:
+def main(rounds: int = 10) -> None:
     """Each round measures the three set-ups one after the other; the best round of each is kept."""
     best = dict.fromkeys(SETUPS, float("inf"))
     with neuron_sim.Runtime() as rt:
@@ -47,26 +48,24 @@ def main(rounds: int = 15) -> None:
         call = lambda: model(x=x)                                   # noqa: E731
         runtime = lifecycle.current("bench")
         state_dir = default_state_dir(runtime.machine)
+        config = Path(tempfile.mkdtemp(prefix="neuron_sim_bench_")) / "monitor.json"
+        config.write_text(json.dumps({"period": "1s", "neuron_runtimes": [{"tag_filter": ".*", "metrics": [
+            {"type": t} for t in ("execution_stats", "memory_used", "neuroncore_counters")]}]}))
+        probe = os.open(state_dir / publish.MONITOR_LOCK_NAME, os.O_RDONLY)
         for _ in range(rounds):
             runtime.publisher.close()                               # 1. stopped
             runtime.publisher = None
             best[SETUPS[0]] = min(best[SETUPS[0]], per_call(call))
             runtime.publisher = publish.attach(runtime)             # 2. publishing, nobody watching
             best[SETUPS[1]] = min(best[SETUPS[1]], per_call(call))
-            attachment = publish.MonitorAttachment(state_dir)       # 3. a monitor attached and reading
-            stop = threading.Event()
-
-            def reader() -> None:
-                while not stop.wait(0.1):
-                    publish.read_runtimes(state_dir)
-
-            thread = threading.Thread(target=reader, daemon=True)
-            thread.start()
+            monitor = subprocess.Popen(                             # 3. a real neuron-monitor, 1 s period
+                [sys.executable, "-m", "neuron_sim.cli.monitor", "-c", str(config)], stdout=subprocess.DEVNULL)
+            while not publish._monitor_attached(probe):
+                time.sleep(0.01)
             time.sleep(publish.SLOW_INTERVAL_S + 0.1)               # the publisher notices the monitor
             best[SETUPS[2]] = min(best[SETUPS[2]], per_call(call))
-            stop.set()
-            thread.join()
-            attachment.close()
+            monitor.terminate()
+            monitor.wait()
         snapshot_s = per_call(lambda: publish.snapshot(runtime, {}, {"count": 0, "recent": []}), 200)
         samples = runtime.latency_samples
         hook_s = per_call(lambda: samples.append((2.0 - 1.0, 1.0)), 100000)
