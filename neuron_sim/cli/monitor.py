@@ -5,7 +5,7 @@ The configuration file is the real one (runtime-semantics.md §5): ``period`` ("
 their ``metrics``) and ``system_metrics`` (each with an optional own ``period``). Without ``-c`` every group
 is reported every 5 s for every runtime. The first record is written at start, then one per period.
 With ``--prometheus PORT`` the records are served as Prometheus metrics instead (neuron_sim.cli.prometheus).
-While it runs the monitor holds ``monitor.lock`` so runtimes publish their state ten times a second.
+While it runs the monitor holds ``monitor.lock`` so runtimes publish their state four times a second.
 """
 from __future__ import annotations
 

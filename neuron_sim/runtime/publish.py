@@ -33,7 +33,7 @@ from neuron_sim.status import NrtError
 RECORD_FORMAT = "neuron_sim.runtime_state/1"
 MAX_STATE_BYTES = 4 << 20           # bound on what a reader loads from one record
 SLOW_INTERVAL_S = 1.0
-FAST_INTERVAL_S = 0.1
+FAST_INTERVAL_S = 0.25              # while a monitor watches: its records are at most this stale
 RECENT_LATENCIES = 1024             # samples kept in the record for percentiles
 STALE_TEMP_S = 60.0                 # a temp file older than this was left by a writer that died mid-write
 MONITOR_LOCK_NAME = "monitor.lock"
