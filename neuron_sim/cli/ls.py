@@ -1,11 +1,14 @@
-"""``neuron-sim ls``: a neuron-ls look-alike for the simulated machine (runtime-semantics.md §5).
+"""``neuron-ls`` / ``neuron-sim ls``: a neuron-ls look-alike for the simulated machine (runtime-semantics.md §5).
 
 The renderers are pure functions of a Machine and a list of core holders (objects with ``pid``,
-``command``, ``runtime_version`` and machine-wide ``physical_cores``); a device's processes are the
-holders owning any of its physical cores. Decisions where neuron-ls's exact output is unknown:
-commands longer than 20 characters are cut to 17 plus "...", a device without links shows an empty
-CONNECTED DEVICES cell, and ``-a`` and ``-w`` both add the process columns (the simulator only knows
-runtime processes, so ``-a`` has no extra non-runtime rows to add).
+``command``, ``runtime_version``, machine-wide ``physical_cores`` and optionally ``tag``); a device's
+processes are the holders owning any of its physical cores. The JSON follows the real ``neuron-ls -j`` of a
+trn1.2xlarge byte for byte in its conventions: four-space indent, ``numa_node`` a string (``"-1"`` without a
+node), ``connected_to`` null when a device has no link, ``logical_neuroncore_config`` only on trn2 (as the
+table's header line), no trailing newline. Decisions where neuron-ls's exact output is unknown: commands are
+put on one line and cut to 20 characters ("..." ending), ``-a`` and ``-w`` both add the process columns plus
+a PROCESS TAG column (NEURON_PROCESS_TAG from the runtime's published state); ``-t`` draws an n×n torus
+(trn1.32xlarge, trn2.48xlarge) with its wrap-around links, or lists each device's links on other machines.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from neuron_sim.hardware.model import GiB, Device, Machine
@@ -26,7 +30,8 @@ _DEVICE_COLUMNS = (
     ("NEURON", "DEVICE"), ("NEURON", "CORES"), ("NEURON", "CORE IDS"), ("NEURON", "MEMORY"),
     ("CONNECTED", "DEVICES"), ("PCI", "BDF"), ("CPU", "AFFINITY"), ("NUMA", "NODE"),
 )
-_PROCESS_COLUMNS = (("PID", ""), ("COMMAND", ""), ("RUNTIME", "VERSION"))
+_PROCESS_COLUMNS = (("PID", ""), ("COMMAND", ""), ("RUNTIME", "VERSION"), ("PROCESS", "TAG"))
+PROG = "neuron-ls"
 
 
 def format_memory(nbytes: int) -> str:
@@ -44,7 +49,8 @@ def format_core_ids(ids: Sequence[int]) -> str:
 
 
 def truncate_command(command: str) -> str:
-    """Cut a command line to MAX_COMMAND characters, ending in ``...`` when cut."""
+    """A command line on one line (whitespace runs become one space), cut to MAX_COMMAND characters with ``...``."""
+    command = " ".join(command.split())
     return command if len(command) <= MAX_COMMAND else command[: MAX_COMMAND - 3] + "..."
 
 
@@ -117,8 +123,9 @@ def render_table(machine: Machine, holders: Sequence[Any] = (), show_processes: 
         rows = []
         for i, proc in enumerate(procs or [None]):
             lead = cells if i == 0 else [""] * len(cells)
-            tail = ["", "", ""] if proc is None else [str(proc.pid), truncate_command(proc.command),
-                                                      str(proc.runtime_version)]
+            tail = ["", "", "", ""] if proc is None else [
+                str(proc.pid), truncate_command(proc.command), str(proc.runtime_version),
+                truncate_command(getattr(proc, "tag", "") or str(proc.pid))]
             rows.append(lead + tail)
         groups.append(rows)
     if show_processes:
@@ -127,18 +134,21 @@ def render_table(machine: Machine, holders: Sequence[Any] = (), show_processes: 
 
 
 def render_json(machine: Machine, holders: Sequence[Any] = ()) -> list[dict]:
-    """neuron-ls -j's document: one object per device with the real field names."""
+    """neuron-ls -j's document: one object per device with the real field names and value conventions."""
     out = []
     for device in machine.devices:
         ids = _core_ids(machine, device)
-        out.append({
+        entry: dict[str, Any] = {
             "neuron_device": device.index,
             "bdf": device.bdf,
             "cpu_affinity": device.cpu_affinity,
             "numa_node": str(device.numa_node),
-            "connected_to": list(device.connected),
+            "connected_to": list(device.connected) or None,
             "nc_count": len(ids),
-            "logical_neuroncore_config": machine.lnc,
+        }
+        if machine.generation.name == "v3":
+            entry["logical_neuroncore_config"] = machine.lnc
+        entry.update({
             "memory_size": device.memory_bytes,
             "neuroncore_ids": ids,
             "neuron_processes": [
@@ -146,7 +156,50 @@ def render_json(machine: Machine, holders: Sequence[Any] = ()) -> list[dict]:
                 for h in device_holders(machine, device, holders)
             ],
         })
+        out.append(entry)
     return out
+
+
+def format_json(machine: Machine, holders: Sequence[Any] = ()) -> str:
+    """The exact text of ``neuron-ls -j`` (no trailing newline, as the real tool)."""
+    return json.dumps(render_json(machine, holders), indent=4)
+
+
+def _torus_side(machine: Machine) -> int:
+    """The side n when the devices form an n×n torus numbered row by row (trn1.32xlarge, trn2.48xlarge), else 0."""
+    count = len(machine.devices)
+    n = int(round(count ** 0.5))
+    if n < 3 or n * n != count:
+        return 0
+    for d in machine.devices:
+        r, c = divmod(d.index, n)
+        ring = {r * n + (c + 1) % n, r * n + (c - 1) % n, ((r + 1) % n) * n + c, ((r - 1) % n) * n + c}
+        if set(d.connected) != ring:
+            return 0
+    return n
+
+
+def render_topology(machine: Machine) -> str:
+    """``-t``: the links between devices: a torus grid with wrap-around links, or each device's links."""
+    n = _torus_side(machine)
+    lines = [""]
+    if not n:
+        for device in machine.devices:
+            links = ", ".join(str(c) for c in device.connected)
+            lines.append(f"[ {device.index} ]" + (f" ◄––► {links}" if links else " (no links)"))
+        return "\n".join(lines) + "\n"
+    width = max(len(str(d.index)) for d in machine.devices)
+    size = width + 4                                   # "[ " + id + " ]"
+    mark = lambda ch: "".join(" " * 4 + " " * (size // 2) + ch + " " * (size - size // 2 - 1)  # noqa: E731
+                              for _ in range(n)).rstrip()
+    lines.append(mark("*"))
+    for r in range(n):
+        lines.append(mark("▲"))
+        lines.append("*––►" + "◄––►".join(f"[ {str(r * n + c).rjust(width)} ]" for c in range(n)) + "◄––*")
+        lines.append(mark("▼"))
+    lines.append(mark("*"))
+    lines += ["", "Legend:", "", "        *––► = Wrap-around link"]
+    return "\n".join(lines) + "\n"
 
 
 def parse_lnc(text: str | None) -> int | None:
@@ -166,15 +219,55 @@ def machine_from_env(environ: dict[str, str] | None = None) -> Machine:
                           parse_lnc(env.get(LNC_VAR)))
 
 
+@dataclass(frozen=True)
+class TaggedHolder:
+    """A core holder with the NEURON_PROCESS_TAG its runtime published (its pid when it published none)."""
+
+    pid: int
+    command: str
+    runtime_version: str
+    physical_cores: tuple[int, ...]
+    tag: str
+
+
 def current_holders(machine: Machine) -> tuple[Any, ...]:
-    """The processes holding cores of ``machine`` now; none when the reservation module is unavailable."""
+    """The processes holding cores of ``machine`` now, tagged; none when the reservation module is unavailable."""
     try:
         from neuron_sim.runtime import reservation
         list_holders = reservation.list_holders
         default_state_dir = reservation.default_state_dir
     except (ImportError, AttributeError):
         return ()
-    return tuple(list_holders(default_state_dir(machine), machine))
+    state_dir = default_state_dir(machine)
+    holders = list_holders(state_dir, machine)
+    try:
+        from neuron_sim.runtime.publish import read_runtimes
+        tags = {r["pid"]: r["tag"] for r in read_runtimes(state_dir)}
+    except (ImportError, OSError, TypeError):
+        tags = {}
+    return tuple(TaggedHolder(h.pid, h.command, str(h.runtime_version), tuple(h.physical_cores),
+                              tags.get(h.pid, str(h.pid))) for h in holders)
+
+
+class _Parser(argparse.ArgumentParser):
+    """neuron-ls prints a usage error on stdout and exits 1."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stdout)
+        sys.stdout.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(1)
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="List the devices of the simulated machine chosen by "
+                     "NEURON_SIM_TOPOLOGY, NEURON_SIM_INSTANCE_TYPE and NEURON_LOGICAL_NC_CONFIG, like neuron-ls.")
+    parser.add_argument("-j", "--json-output", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("-a", "--show-all-procs", action="store_true",
+                        help="add PID, COMMAND, RUNTIME VERSION and PROCESS TAG columns, a separator between devices")
+    parser.add_argument("-w", "--wide", action="store_true", help="same process columns as -a")
+    parser.add_argument("-t", "--topology", action="store_true", help="also show the links between devices")
+    parser.set_defaults(prog=prog)
+    return parser
 
 
 def machine_memory(machine: Machine) -> list[Any]:
@@ -200,37 +293,40 @@ def render_memory(banks: Sequence[Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler of ``neuron-sim ls``."""
+    """Print the listing; exit 1 with nothing on stdout when the machine has no Neuron device."""
     from neuron_sim.status import NrtError
-    machine = machine_from_env()
+    prog = getattr(args, "prog", PROG)
+    try:
+        machine = machine_from_env()
+    except ValueError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    if not machine.devices:
+        print(f"{prog}: error: no Neuron device found on the simulated machine {machine.instance_type}",
+              file=sys.stderr)
+        return 1
     show_processes = bool(args.show_all_procs or args.wide)
     try:
         if args.json_output:
-            doc = render_json(machine, current_holders(machine))
-            for b in machine_memory(machine):
-                doc[b.device]["memory_used"] = doc[b.device].get("memory_used", 0) + b.used
-            sys.stdout.write(json.dumps(doc, indent=4) + "\n")
+            sys.stdout.write(format_json(machine, current_holders(machine)))
         else:
             holders = current_holders(machine) if show_processes else ()
             sys.stdout.write(render_table(machine, holders, show_processes))
             if show_processes:
                 banks = machine_memory(machine)
                 sys.stdout.write(render_memory(banks) if banks else "")
+            if args.topology:
+                sys.stdout.write(render_topology(machine))
     except NrtError as exc:
-        sys.stderr.write(f"neuron-sim ls: {exc.message}\n")
+        print(f"{prog}: error: {exc.message}", file=sys.stderr)
         return 1
     return 0
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``ls`` subcommand to the ``neuron-sim`` parser."""
-    parser = subparsers.add_parser(
-        "ls", help="list the simulated Neuron devices (like neuron-ls)",
-        description="List the devices of the simulated machine chosen by NEURON_SIM_TOPOLOGY, "
-                    "NEURON_SIM_INSTANCE_TYPE and NEURON_LOGICAL_NC_CONFIG, like neuron-ls.",
-    )
-    parser.add_argument("-j", "--json-output", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("-a", "--show-all-procs", action="store_true",
-                        help="add PID, COMMAND and RUNTIME VERSION columns, a separator between devices")
-    parser.add_argument("-w", dest="wide", action="store_true", help="same process columns as -a")
-    parser.set_defaults(func=run)
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    """Entry point of the ``neuron-ls`` console script and of ``neuron-sim ls``."""
+    try:
+        args = build_parser(prog).parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0
+    return run(args)

@@ -11,10 +11,16 @@ import os
 import sys
 from types import ModuleType
 
-from neuron_sim.cli import clib_cmd, demo, ls, neff_cmd
+from neuron_sim.cli import clib_cmd, demo, neff_cmd
 
 PROG = "neuron-sim"
-SUBCOMMANDS: tuple[ModuleType, ...] = (demo, ls, neff_cmd, clib_cmd)
+SUBCOMMANDS: tuple[ModuleType, ...] = (demo, neff_cmd, clib_cmd)
+# look-alike tools with their own real command lines: ``neuron-sim ls ARGS`` is ``neuron-ls ARGS``
+TOOLS: dict[str, tuple[str, str]] = {
+    "ls": ("neuron_sim.cli.ls", "list the simulated Neuron devices and the processes holding them (neuron-ls)"),
+    "monitor": ("neuron_sim.cli.monitor", "one JSON record per period about the runtimes (neuron-monitor)"),
+    "top": ("neuron_sim.cli.top", "terminal UI of utilisation, memory and models (neuron-top)"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in SUBCOMMANDS:
         module.register(subparsers)
+    for name, (_, summary) in TOOLS.items():
+        subparsers.add_parser(name, help=summary, add_help=False)
     return parser
+
+
+def run_tool(name: str, argv: list[str]) -> int:
+    """Run a look-alike tool's own entry point with its real flags."""
+    import importlib
+    module = importlib.import_module(TOOLS[name][0])
+    return int(module.main(argv, prog=f"{PROG} {name}"))
 
 
 def _silence_stdout() -> None:
@@ -37,6 +52,13 @@ def _silence_stdout() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``neuron-sim`` with ``argv`` (default: the process arguments); returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in TOOLS:
+        try:
+            return run_tool(argv[0], argv[1:])
+        except BrokenPipeError:
+            _silence_stdout()
+            return 0
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -187,8 +187,8 @@ def parse_topology(document: Any, lnc: int | None = None, source: str = "<topolo
     else:
         check_lnc(generation, lnc, instance_type)
     raw_devices = document.get("devices")
-    if not isinstance(raw_devices, list) or not 1 <= len(raw_devices) <= MAX_DEVICES:
-        raise TopologyError("devices", f"must be a list of 1 to {MAX_DEVICES} device objects, got "
+    if not isinstance(raw_devices, list) or not 0 <= len(raw_devices) <= MAX_DEVICES:   # [] = no Neuron device
+        raise TopologyError("devices", f"must be a list of 0 to {MAX_DEVICES} device objects, got "
                                        f"{'nothing' if 'devices' not in document else _shown(raw_devices)}")
     devices: list[Device] = []
     for i, raw in enumerate(raw_devices):

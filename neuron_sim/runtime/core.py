@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+from collections import deque
 from collections.abc import Mapping
 
 from neuron_sim import nrtlog
@@ -74,6 +75,9 @@ class Runtime:
         self.shared_constants: dict = {}
         self.duration_cache: dict = {}
         self.async_queue = None
+        # (total, device) simulated seconds per execution, drained by neuron_sim.runtime.publish
+        self.latency_samples: deque = deque(maxlen=4096)
+        self.publisher = None
 
     # ---- cores -------------------------------------------------------------------------------------
     @property
@@ -250,6 +254,8 @@ class Runtime:
         """Drain async work, unload every model, return every byte and release the cores."""
         if self.closed:
             return
+        if self.publisher is not None:
+            self.publisher.close()
         if self.async_queue is not None:
             self.async_queue.shutdown()
         from neuron_sim.runtime.models import unload_all
@@ -295,6 +301,9 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
         machine = select_machine(config.instance_type, config.topology_file, config.logical_nc_config)
     except ValueError as exc:
         raise fail(NrtStatus.INVALID, "NRT", fn, str(exc)) from None
+    if not machine.devices:
+        raise fail(NrtStatus.FAILURE, "TDRV", "tdrv_get_dev_info",
+                   f"No neuron device available (the simulated machine {machine.instance_type} has no device)")
     try:
         check_cores_in_range(config, machine.total_cores)
     except NrtError as exc:

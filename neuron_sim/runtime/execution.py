@@ -103,8 +103,9 @@ def run(rt: Runtime, req: Prepared) -> NrtStatus:
         clock.wait_until(end)
         for cs in cores:
             cs.busy_until = end
+            cs.stats["device_time_s"] += duration
         stats = cores[0].stats
-        stats["device_time_s"] += duration
+        rt.latency_samples.append((end - req.submitted, duration))   # published by runtime.publish
     finally:
         for cs in reversed(cores):
             cs.lock.release()

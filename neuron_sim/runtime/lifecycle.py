@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from neuron_sim import nrtlog
 from neuron_sim.runtime.async_exec import ensure_queue
 from neuron_sim.runtime.core import Runtime, start_runtime
+from neuron_sim.runtime.publish import attach as publish_state
 from neuron_sim.status import NrtError, NrtStatus
 
 _lock = threading.Lock()
@@ -24,6 +25,7 @@ def init(environ: Mapping[str, str] | None = None) -> Runtime:
             raise NrtError(NrtStatus.FAILURE, msg)
         rt = start_runtime(environ)
         ensure_queue(rt)
+        rt.publisher = publish_state(rt)
         _runtime = rt
         return rt
 

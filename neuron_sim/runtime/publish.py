@@ -1,0 +1,337 @@
+"""Published runtime state: each runtime process keeps one JSON record in the machine's state directory.
+
+The record says what neuron-ls, neuron-monitor and neuron-top show: pid, command, NEURON_PROCESS_TAG, runtime
+version, cores held, loaded models with their device memory, device memory by category per core, the per-core
+execution counters and simulated busy time, recent latencies and the process's CPU time. A ``Publisher`` thread
+rewrites it (temp file + rename, never following a symlink, never outside the state directory) every
+``SLOW_INTERVAL_S``, or every ``FAST_INTERVAL_S`` while a monitor holds ``monitor.lock``. The execute path
+only appends one latency sample to a bounded deque and bumps counters it already kept.
+
+Liveness works like core reservation: the publisher holds an exclusive flock on ``rt-<pid>-<token>.lock`` for
+its lifetime, so the kernel drops it however the process ends; a reader finds the record of a dead process
+unlocked, ignores it and removes it. The random token keeps a reused pid from ever matching an old record.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from neuron_sim import nrtlog
+from neuron_sim.runtime.holder_records import process_command, process_start_time
+from neuron_sim.runtime.lockfiles import LockFile, ensure_state_dir, is_held, try_lock_exclusive
+from neuron_sim.runtime.reservation import default_state_dir
+from neuron_sim.status import NrtError
+
+RECORD_FORMAT = "neuron_sim.runtime_state/1"
+MAX_STATE_BYTES = 4 << 20           # bound on what a reader loads from one record
+SLOW_INTERVAL_S = 1.0
+FAST_INTERVAL_S = 0.25              # while a monitor watches: its records are at most this stale
+RECENT_LATENCIES = 1024             # samples kept in the record for percentiles
+STALE_TEMP_S = 60.0                 # a temp file older than this was left by a writer that died mid-write
+MONITOR_LOCK_NAME = "monitor.lock"
+COUNTERS = ("completed", "completed_with_err", "completed_with_num_err", "timed_out", "incorrect_input",
+            "failed_to_queue")
+_NAME = re.compile(r"^rt-(\d+)-([0-9a-f]{12})\.lock$")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC   # a symlinked machine dir is refused
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def process_tag(rt: Any) -> str:
+    """NEURON_PROCESS_TAG as nrt_init parsed it (at most 255 characters), or the pid as text."""
+    return rt.config.process_tag or str(os.getpid())
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _model_memory(model: Any) -> dict[str, dict[str, int]]:
+    """A model's device bytes per core (machine-wide logical id) and category."""
+    out: dict[str, dict[str, int]] = {}
+    allocs = list(model.allocations) + [e["alloc"] for e in model.shared_entries if model.id in e["users"]]
+    for a in allocs:
+        per_core = out.setdefault(str(a.core), {})
+        per_core[a.category] = per_core.get(a.category, 0) + a.nbytes
+    return out
+
+
+def snapshot(rt: Any, identity: dict[str, Any], latency: dict[str, Any]) -> dict[str, Any]:
+    """The record of runtime ``rt`` now (counters cumulative since nrt_init)."""
+    cores = []
+    for cs in rt.cores:
+        core = cs.core
+        stats = cs.stats
+        memory = rt.memory.usage_by_category(core)
+        cores.append({
+            "vnc": cs.vnc, "core": core.global_id, "device": core.device, "local": core.local_id,
+            "physical": list(core.physical_ids),
+            "counters": {name: stats.get(name, 0) for name in COUNTERS},
+            "busy_s": stats.get("device_time_s", 0.0),
+            "memory": {k: v for k, v in memory.items() if v},
+            "memory_limit": rt.memory.core_limit(core),
+        })
+    models = []
+    for model in list(rt.models.values()):
+        if model.unloaded:
+            continue
+        models.append({
+            "id": model.id, "name": model.name, "uuid": model.neff.uuid,
+            "cores": [cs.core.global_id for cs in model.cores],
+            "running": model.cores[0].lock.locked(),
+            "memory": _model_memory(model),
+        })
+    cpu = os.times()
+    return {
+        **identity,
+        "published_at": time.time(),
+        "cpu_s": {"user": cpu.user, "system": cpu.system},
+        "host_memory": _rss_bytes(),
+        "cores": cores,
+        "models": models,
+        "latency": latency,
+    }
+
+
+class Publisher:
+    """Keeps this runtime's record current until ``close()``; a failure to write is logged once, never raised."""
+
+    def __init__(self, rt: Any, state_dir: Path, tag: str) -> None:
+        self._rt = rt
+        self._state_dir = Path(state_dir)
+        pid = self._owner_pid = os.getpid()
+        self.name = f"rt-{pid}-{secrets.token_hex(6)}"
+        self._identity = {
+            "format": RECORD_FORMAT, "pid": pid, "command": process_command(), "tag": tag,
+            "start_time": process_start_time(), "started_at": time.time(),
+            "runtime_version": rt.reservation.holder.runtime_version,
+            "instance_type": rt.machine.instance_type, "lnc": rt.machine.lnc,
+        }
+        self._recent: deque = deque(maxlen=RECENT_LATENCIES)
+        self._latency_count = 0
+        self._warned = False
+        self._write_lock = threading.Lock()
+        self._stop = threading.Event()
+        ensure_state_dir(self._state_dir)
+        self._dir = os.open(self._state_dir, _DIR_FLAGS)
+        self._lock_fd = self._take_liveness_lock()
+        self._monitor_probe = _open_monitor_lock(self._dir)
+        self.publish()
+        self._thread = threading.Thread(target=self._loop, name="nrt-publisher", daemon=True)
+        self._thread.start()
+
+    def _take_liveness_lock(self) -> int:
+        """Create, lock, then rename into place: a reader never sees our lock file unlocked."""
+        temp = f".{self.name}.lock.tmp"
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o644, dir_fd=self._dir)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(temp, f"{self.name}.lock", src_dir_fd=self._dir, dst_dir_fd=self._dir)
+        return fd
+
+    def _drain_latencies(self) -> dict[str, Any]:
+        samples = self._rt.latency_samples
+        for _ in range(len(samples)):
+            self._recent.append(samples.popleft())
+            self._latency_count += 1
+        return {"count": self._latency_count, "recent": list(self._recent)}
+
+    def publish(self) -> None:
+        """Write the record now (atomic: readers see the old or the new one, never a mix)."""
+        with self._write_lock:
+            if self._dir < 0:
+                return
+            try:
+                record = snapshot(self._rt, self._identity, self._drain_latencies())
+                data = json.dumps(record, separators=(",", ":")).encode("utf-8")
+                _write_atomic(self._dir, f"{self.name}.json", data)
+            except OSError as exc:
+                if not self._warned:
+                    self._warned = True
+                    nrtlog.warn("NRT", "nrt_publish", f"Cannot publish runtime state in {self._state_dir} "
+                                f"({exc.strerror or exc}); neuron-ls/monitor/top will not see this process")
+
+    def _interval(self) -> float:
+        return FAST_INTERVAL_S if _monitor_attached(self._monitor_probe) else SLOW_INTERVAL_S
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval()):
+            self.publish()
+
+    def close(self) -> None:
+        """Stop publishing and remove the record and its lock file (idempotent); a forked child only closes."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._write_lock:
+            if self._dir < 0:
+                return
+            owner = os.getpid() == self._owner_pid
+            for suffix in (".json", ".lock") if owner else ():
+                try:
+                    os.unlink(self.name + suffix, dir_fd=self._dir)
+                except OSError:
+                    pass
+            for fd in (self._lock_fd, self._monitor_probe):
+                if fd >= 0:
+                    os.close(fd)
+            os.close(self._dir)
+            self._dir = -1
+
+
+def _write_atomic(dir_fd: int, name: str, data: bytes) -> None:
+    temp = f".{name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o644, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb", closefd=True) as f:
+            f.write(data)
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(temp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
+
+
+def _open_monitor_lock(dir_fd: int) -> int:
+    try:
+        return os.open(MONITOR_LOCK_NAME, os.O_RDWR | os.O_CREAT | _FILE_FLAGS, 0o666, dir_fd=dir_fd)
+    except OSError:
+        return -1
+
+
+def _monitor_attached(fd: int) -> bool:
+    """Whether a monitor holds its shared lock on ``monitor.lock`` (probe: a non-blocking exclusive lock)."""
+    if fd < 0:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
+class MonitorAttachment:
+    """Held by neuron-monitor / neuron-top while they watch: runtimes then publish every FAST_INTERVAL_S."""
+
+    def __init__(self, state_dir: Path) -> None:
+        ensure_state_dir(Path(state_dir))
+        dir_fd = os.open(state_dir, _DIR_FLAGS)
+        try:
+            self._fd = os.open(MONITOR_LOCK_NAME, os.O_RDWR | os.O_CREAT | _FILE_FLAGS, 0o666, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+
+def _read_bounded(dir_fd: int, name: str) -> bytes | None:
+    try:
+        fd = os.open(name, os.O_RDONLY | _FILE_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not (st.st_mode & 0o170000 == 0o100000) or st.st_size > MAX_STATE_BYTES:
+            return None
+        return os.read(fd, MAX_STATE_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _valid(record: object, pid: int) -> bool:
+    return (isinstance(record, dict) and record.get("format") == RECORD_FORMAT and record.get("pid") == pid
+            and isinstance(record.get("cores"), list) and isinstance(record.get("models"), list)
+            and isinstance(record.get("tag"), str))
+
+
+def _reap(dir_fd: int, stem: str, fd: int) -> None:
+    """Remove a dead runtime's record; only the reader that gets the lock removes (its holder is gone)."""
+    if not try_lock_exclusive(LockFile(Path(stem), fd, False)):
+        return
+    for suffix in (".json", ".lock"):
+        try:
+            os.unlink(stem + suffix, dir_fd=dir_fd)
+        except OSError:
+            pass
+
+
+def _remove_stale_temps(dir_fd: int, names: list[str]) -> None:
+    now = time.time()
+    for name in names:
+        if name.startswith(".rt-") and name.endswith(".tmp"):
+            try:
+                if now - os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mtime > STALE_TEMP_S:
+                    os.unlink(name, dir_fd=dir_fd)
+            except OSError:
+                pass
+
+
+def read_runtimes(state_dir: Path) -> list[dict[str, Any]]:
+    """Records of the live runtime processes of a machine's state directory, by pid; dead ones are removed."""
+    try:
+        dir_fd = os.open(state_dir, _DIR_FLAGS)
+    except OSError:
+        return []
+    records = []
+    try:
+        names = os.listdir(dir_fd)
+        for name in names:
+            match = _NAME.match(name)
+            if match is None:
+                continue
+            stem = name[: -len(".lock")]
+            try:
+                fd = os.open(name, os.O_RDONLY | _FILE_FLAGS, dir_fd=dir_fd)
+            except OSError:
+                continue
+            try:
+                lock = LockFile(Path(name), fd, False)
+                if not is_held(lock):
+                    _reap(dir_fd, stem, fd)
+                    continue
+            finally:
+                os.close(fd)
+            data = _read_bounded(dir_fd, stem + ".json")
+            try:
+                record = json.loads(data) if data else None
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                record = None
+            if _valid(record, int(match.group(1))):
+                record["key"] = stem
+                records.append(record)
+        _remove_stale_temps(dir_fd, names)
+    finally:
+        os.close(dir_fd)
+    records.sort(key=lambda r: (r["pid"], r["key"]))
+    return records
+
+
+def attach(rt: Any) -> Publisher | None:
+    """Start publishing ``rt``'s state (nrt_init); None, with a warning, when the state dir refuses it."""
+    state_dir = default_state_dir(rt.machine, {"NEURON_SIM_STATE_DIR": rt.config.state_dir}
+                                  if rt.config.state_dir else {})
+    try:
+        return Publisher(rt, state_dir, process_tag(rt))
+    except (OSError, NrtError) as exc:
+        nrtlog.warn("NRT", "nrt_init", f"Cannot publish runtime state in {state_dir} ({getattr(exc, 'strerror', None) or exc}); "
+                    "neuron-ls/monitor/top will not see this process")
+        return None
