@@ -11,6 +11,9 @@ Decisions where the spec is silent:
   completes, so a deep queue of a model with large outputs fails with NRT_RESOURCE;
 - ``nrt_unload`` waits for the model's queued requests and ``nrt_close`` drains every queue before
   tearing down, so every callback fires exactly once.
+
+State owned here: the ``AsyncQueue`` (per-core FIFOs, runtime threads, the registered callback), set once
+on ``Runtime.async_queue`` by ``ensure_queue``, and the ``pending``/``completions`` counters of tensors.
 """
 from __future__ import annotations
 

@@ -20,6 +20,8 @@ Groups: lifecycle (``init``, ``close``, ``state``, counts and instance info befo
 ``unload``, model info), tensors and tensor sets, execute (``execute``, ``execute_repeat``, ``run_arrays``),
 async (``submit``, ``submit_arrays``, ``wait_output_completion``, ``drain``, ``register_callback``),
 memory statistics, version and status strings.
+
+State owned here: none; it routes to the modules that own it.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from neuron_sim.dtypes import NrtDtype, numpy_dtype
 from neuron_sim.nrtlog import fail
 from neuron_sim.runtime import arrays, async_exec, execution, lifecycle, models
 from neuron_sim.runtime.core import Runtime, as_bytes, preview, visible_count_for
+from neuron_sim.runtime.memory import format_bytes
 from neuron_sim.runtime.models import Model
 from neuron_sim.runtime.tensors import Placement, Tensor, TensorSet
 from neuron_sim.status import NrtError, NrtStatus, status_name
@@ -53,7 +56,7 @@ __all__ = [
     "tensor_set_allocate", "tensor_set_destroy", "tensor_set_add", "tensor_set_get", "tensor_set_of",
     "execute", "execute_repeat", "execute_now", "run_arrays", "submit", "submit_arrays", "async_enabled", "async_depth",
     "register_callback",
-    "drain", "memory_stats", "memory_by_category",
+    "drain", "memory_stats", "memory_by_category", "format_bytes",
 ]
 
 TENSOR_USAGE_INPUT, TENSOR_USAGE_OUTPUT = 0, 1

@@ -10,6 +10,8 @@ Garbage on disk never stops the lock from working: a directory where a lock file
 locked all the same (flock works on any open file); a file we may not write is locked through a read-only
 descriptor (its record cannot be written, so its holder lists as unknown, or as the last holder that could
 write it); a file we own but may not read or write gets its normal mode back (0o666 less the umask). Every open uses O_NONBLOCK so a FIFO planted at a lock path cannot hang us.
+
+State owned here: none in memory; the lock files of the state directory and their descriptors.
 """
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ Capacities come from the hardware catalog. A request that does not fit raises ``
 (NRT_RESOURCE) carrying the runtime's out-of-memory log: the failed allocation and the usage table
 of the HBM bank (spec §2.4). Accounting is per process: two processes sharing a bank do not see each
 other's bytes (a documented limit of the emulator).
+
+State owned here: the bytes accounted per HBM bank, category, core and NEFF (``DeviceMemory``).
 """
 from __future__ import annotations
 
