@@ -108,8 +108,7 @@ class Model:
 
     def run(self, inputs: Mapping[str, Tensor], outputs: Mapping[str, Tensor]) -> NrtStatus:
         """Execute on tensors you allocated; outputs are written in place. Returns the status."""
-        return rt.execute_now(self.handle, rt.tensor_set_of({k: v.handle for k, v in inputs.items()}),
-                              rt.tensor_set_of({k: v.handle for k, v in outputs.items()}))
+        return rt.execute_now(self.handle, _tensor_set(inputs), _tensor_set(outputs))
 
     def submit(self, **arrays: Any) -> Future:
         """Async mode: enqueue one execution and return a Future of its outputs (NrtError on failure)."""
@@ -131,6 +130,13 @@ class Model:
 
     def __repr__(self) -> str:
         return f"<Model {self.name!r} id {self.id} on NC {self.core}, {self.duration_s * 1e6:.1f} µs simulated>"
+
+
+def _tensor_set(tensors: Any) -> Any:
+    """The runtime's tensor set of a name -> Tensor mapping (the interface checks every entry)."""
+    if isinstance(tensors, Mapping):
+        tensors = {k: getattr(v, "handle", v) for k, v in tensors.items()}
+    return rt.tensor_set_of(tensors)
 
 
 class Runtime:

@@ -9,7 +9,8 @@ How to write a face:
 - Every function acts on the process's one runtime (``init`` … ``close``) and raises ``NrtError`` carrying
   the NRT status; the failure has already been logged in the runtime's format. A face that returns
   statuses wraps each call in ``guard`` (or ``guarded``), which also turns an unexpected exception into
-  ``NRT_FAILURE`` with a log line, so no argument ever raises out of a status-returning face.
+  ``NRT_FAILURE`` with a log line, so no argument ever raises out of a status-returning face (a call
+  with the wrong number of arguments is a Python TypeError, as for any function).
 - Handles (``Model``, ``Tensor``, ``TensorSet``) are opaque objects: pass back what you were given; the
   runtime checks them (a freed tensor or an unloaded model is ``NRT_INVALID_HANDLE``).
 - Functions are thread-safe; executions serialise per NeuronCore. ``run_arrays``/``submit_arrays`` give
@@ -101,11 +102,18 @@ def internal_error(function: str, exc: BaseException) -> int:
 
 
 def guarded(function: str) -> Callable[[Callable[..., Any]], Callable[..., tuple[int, Any]]]:
-    """Decorator form of ``guard`` for a face function named ``function``."""
+    """Decorator form of ``guard``; a call with the wrong number of arguments stays a Python TypeError."""
     def wrap(fn: Callable[..., Any]) -> Callable[..., tuple[int, Any]]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> tuple[int, Any]:
-            return guard(function, lambda: fn(*args, **kwargs))
+            try:
+                return 0, fn(*args, **kwargs)
+            except NrtError as exc:
+                return int(exc.status), None
+            except Exception as exc:
+                if isinstance(exc, TypeError) and exc.__traceback__.tb_next is None:
+                    raise  # the arguments did not bind to fn's signature: the caller's programming error
+                return internal_error(function, exc), None
         return wrapper
     return wrap
 
@@ -113,7 +121,7 @@ def guarded(function: str) -> Callable[[Callable[..., Any]], Callable[..., tuple
 # ---- lifecycle ------------------------------------------------------------------------------------------
 def init(environ: Mapping[str, str] | None = None, framework: int = 1) -> Runtime:
     """nrt_init: reserve this process's cores (reads NEURON_RT_* now). Returns an opaque runtime handle."""
-    if isinstance(framework, bool) or framework not in (1, 2, 3, 4, 5):
+    if not _is_int(framework) or framework not in (1, 2, 3, 4, 5):
         raise fail(NrtStatus.INVALID, "NRT", "nrt_init", f"Invalid framework type {framework!r}: expected "
                                                          "NRT_FRAMEWORK_TYPE_NO_FW (1) .. PRECHECK (5)")
     return lifecycle.init(environ)
@@ -217,10 +225,14 @@ def load_collectives(neff: Any, vnc: int, vnc_count: int, ctx_device_id: int, ct
     """nrt_load_collectives: only the single-rank group (device 0 of 1) is emulated."""
     fn = "nrt_load_collectives"
     _live(fn)
-    if ctx_device_count != 1 or ctx_device_id != 0:
+    if not (_is_int(ctx_device_count) and _is_int(ctx_device_id) and ctx_device_count == 1 and ctx_device_id == 0):
         raise fail(NrtStatus.FAILURE, "NRT", fn, f"Collectives across {ctx_device_count!r} ranks are not emulated "
                    "by neuron_sim; only ctx_device_id=0, ctx_device_count=1 is accepted")
     return load(neff, vnc, vnc_count, fn)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _model(model: Any, function: str) -> Model:
@@ -420,7 +432,7 @@ def wait_output_completion(tensor: Any, timeout_us: Any, expected: Any) -> None:
         raise fail(NrtStatus.INVALID, "NRT", fn, "NULL tensor")
     t = rt.check_tensor(tensor, fn)
     for label, value in (("timeout_us", timeout_us), ("expected", expected)):
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not _is_int(value):
             raise fail(NrtStatus.INVALID, "NRT", fn, f"Invalid {label} {value!r}: expected an integer")
     rt.wait_completions(t, expected, None if timeout_us < 0 else timeout_us / 1e6, fn)
 
@@ -473,10 +485,14 @@ def tensor_set_get(tensor_set: Any, name: Any) -> Tensor:
     return t
 
 
-def tensor_set_of(tensors: Mapping[str, Tensor]) -> TensorSet:
-    """A tensor set holding ``tensors`` by name (checked at execute)."""
+def tensor_set_of(tensors: Any) -> TensorSet:
+    """A tensor set holding a name -> tensor mapping, every entry checked as ``tensor_set_add`` does."""
+    if not isinstance(tensors, Mapping):
+        raise fail(NrtStatus.INVALID, "NRT", "nrt_add_tensor_to_tensor_set",
+                   f"Invalid tensors {tensors!r:.80}: expected a mapping of names to tensors")
     s = TensorSet()
-    s.update(tensors)
+    for name, tensor in tensors.items():
+        tensor_set_add(s, name, tensor)
     return s
 
 
