@@ -13,7 +13,7 @@ from typing import Any
 
 from neuron_sim.runtime import interface as rt
 from neuron_sim.runtime.interface import Model, Tensor, TensorSet
-from neuron_sim.status import NrtError, NrtStatus
+from neuron_sim.status import NrtError, NrtStatus  # noqa: F401 - NrtError re-exported for callers
 
 # ---- constants of nrt.h -------------------------------------------------------------------------------
 for _s in NrtStatus:
@@ -221,14 +221,8 @@ def nrt_get_tensor_from_tensor_set(tensor_set: Any, name: str) -> Tensor:
 
 
 # ---- execute ------------------------------------------------------------------------------------------
-def nrt_execute(model: Any, input_set: Any, output_set: Any) -> int:
-    """Run the model once; with NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS > 0 enqueue and return at once."""
-    try:
-        return int(rt.execute(model, input_set, output_set))
-    except NrtError as exc:
-        return int(exc.status)
-    except Exception as exc:  # never a traceback out of the flat face (logged as an internal error)
-        return rt.internal_error("nrt_execute", exc)
+nrt_execute = rt.execute_status
+"""Run the model once; with NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS > 0 enqueue and return at once."""
 
 
 def nrt_execute_repeat(model: Any, input_set: Any, output_set: Any, repeat_count: int) -> int:

@@ -297,33 +297,36 @@ def visible_count_for(config: RuntimeConfig, machine: Machine, function: str) ->
     return config.num_cores or machine.total_cores
 
 
-def preview(environ: Mapping[str, str] | None, function: str) -> tuple[RuntimeConfig, Machine]:
-    """The configuration and machine nrt_init would use, without reserving anything (counts before init)."""
+def read_config(environ: Mapping[str, str] | None, function: str) -> RuntimeConfig:
+    """Every NEURON_RT_*/NEURON_SIM_* variable parsed; a bad one is logged (default log settings) and raised."""
     try:
-        config = load_config(os.environ if environ is None else environ)
+        return load_config(os.environ if environ is None else environ)
     except NrtError as exc:
+        nrtlog.configure(None)
         raise fail(exc.status, "NRT", function, exc.message) from None
+
+
+def build_machine(config: RuntimeConfig, function: str) -> Machine:
+    """The simulated machine the configuration names (catalog instance type or topology file)."""
     try:
-        return config, select_machine(config.instance_type, config.topology_file, config.logical_nc_config)
+        return select_machine(config.instance_type, config.topology_file, config.logical_nc_config)
     except ValueError as exc:
         raise fail(NrtStatus.INVALID, "NRT", function, str(exc)) from None
+
+
+def preview(environ: Mapping[str, str] | None, function: str) -> tuple[RuntimeConfig, Machine]:
+    """The configuration and machine nrt_init would use, without reserving anything (counts before init)."""
+    config = read_config(environ, function)
+    return config, build_machine(config, function)
 
 
 def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
     """nrt_init's work: parse the configuration, build the machine, reserve the cores, log as libnrt does."""
     fn = "nrt_init"
-    env = os.environ if environ is None else environ
-    try:
-        config = load_config(env)
-    except NrtError as exc:
-        nrtlog.configure(None)
-        raise fail(exc.status, "NRT", fn, exc.message) from None
+    config = read_config(environ, fn)
     nrtlog.configure(config)
     nrtlog.log_config_warnings(config)
-    try:
-        machine = select_machine(config.instance_type, config.topology_file, config.logical_nc_config)
-    except ValueError as exc:
-        raise fail(NrtStatus.INVALID, "NRT", fn, str(exc)) from None
+    machine = build_machine(config, fn)
     try:
         check_cores_in_range(config, machine.total_cores)
     except NrtError as exc:
@@ -340,10 +343,10 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
         reservation = reserve(state_dir, machine, visible=visible, num_cores=config.num_cores,
                               runtime_version=version)
     except CoresUnavailable as exc:
-        nrtlog.error("NRT", "nrt_allocate_neuron_cores", exc.message)
+        error = fail(exc.status, "NRT", "nrt_allocate_neuron_cores", exc.message)
         for line in exc.lines:
             nrtlog.error("NRT", "nrt_allocate_neuron_cores", line)
-        raise NrtError(exc.status, exc.message) from None
+        raise error from None
     except OSError as exc:
         raise fail(NrtStatus.FAILURE, "NRT", "nrt_allocate_neuron_cores",
                    f"Cannot use the state directory {state_dir} (NEURON_SIM_STATE_DIR): {exc}") from None

@@ -55,7 +55,7 @@ __all__ = [
     "tensor_va", "tensor_device_allocation_info", "tensor_fill", "tensor_array", "wait_output_completion",
     "reset_output_completion", "numpy_dtype_of",
     "tensor_set_allocate", "tensor_set_destroy", "tensor_set_add", "tensor_set_get", "tensor_set_of",
-    "execute", "execute_repeat", "execute_now", "run_arrays", "submit", "submit_arrays", "async_enabled", "async_depth",
+    "execute", "execute_status", "execute_repeat", "execute_now", "run_arrays", "submit", "submit_arrays", "async_enabled", "async_depth",
     "register_callback",
     "drain", "memory_stats", "memory_by_category", "format_bytes",
 ]
@@ -503,6 +503,19 @@ def execute(model: Any, inputs: Any, outputs: Any) -> NrtStatus:
     if rt.async_queue is not None:
         return rt.async_queue.submit(model, inputs, outputs)
     return execution.execute(rt, model, inputs, outputs)
+
+
+def execute_status(model: Any, inputs: Any, outputs: Any) -> int:
+    """``execute`` for status-returning faces: the status as an int, never an exception (one frame: the hot path)."""
+    try:
+        rt = lifecycle.current("nrt_execute")
+        if rt.async_queue is not None:
+            return int(rt.async_queue.submit(model, inputs, outputs))
+        return int(execution.execute(rt, model, inputs, outputs))
+    except NrtError as exc:
+        return int(exc.status)
+    except Exception as exc:  # never a traceback out of a status-returning face
+        return internal_error("nrt_execute", exc)
 
 
 def execute_repeat(model: Any, inputs: Any, outputs: Any, repeat_count: Any) -> NrtStatus:
