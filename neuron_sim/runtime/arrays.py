@@ -2,7 +2,8 @@
 
 Each call takes an input/output tensor pair from the model's pool (allocating one when every pair is in
 use), converts the arrays into it, executes and copies the outputs out; so concurrent calls never share
-tensors, and a pair in use is never freed under a call. Unloading the model closes its pool: idle pairs
+tensors, and a pair in use is never freed under a call. An async submission allocates its own pair and
+frees it when the request completes (its device memory is held exactly while it is in flight). Unloading the model closes its pool: idle pairs
 are freed at once, pairs in use when their call returns; a call on an unloaded model is
 NRT_INVALID_HANDLE (from execute's own check).
 
@@ -62,6 +63,10 @@ def _take(rt: Runtime, model: Model) -> Pair:
     with pool.lock:
         if pool.idle:
             return pool.idle.pop()
+    return _allocate(rt, model)
+
+
+def _allocate(rt: Runtime, model: Model) -> Pair:
     ins, outs = TensorSet(), TensorSet()
     vnc = model.start_vnc
     try:
@@ -178,16 +183,16 @@ def submit(rt: Runtime, model: Model, arrays: Mapping[str, Any],
     if queue is None:
         raise fail(NrtStatus.INVALID, "NRT", _FN, "async execution is off: set NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_"
                                                   "REQUESTS to a queue depth > 0 before the runtime starts")
-    pair = _take(rt, model)
+    pair = _allocate(rt, model)        # a request's tensors live exactly as long as the request (as its memory)
 
     def done(status: int) -> None:
         outputs = _outputs(model, pair[1])
-        _give(rt, model, pair)
+        _free_pair(rt, pair)
         on_done(status, outputs)
 
     try:
         _bind(model, arrays, pair[0])
         queue.submit(model, *pair, on_done=done)
     except BaseException:
-        _give(rt, model, pair)
+        _free_pair(rt, pair)
         raise
