@@ -194,24 +194,20 @@ class Runtime:
                core: int = 0, name: str | None = None, placement: str = "device") -> Tensor:
         """A tensor holding ``array``, or an empty one of ``shape`` and ``dtype``, on visible core ``core``."""
         fn = "nrt_tensor_allocate"
-        if array is not None:
-            arr = np.ascontiguousarray(array)
-            np_dtype, shp = arr.dtype, arr.shape
-        else:
-            if shape is None or dtype is None:
-                raise rt.fail(NrtStatus.INVALID, "NRT", fn, "tensor(): give an array, or shape= and dtype=")
-            np_dtype = rt.numpy_dtype_of(dtype, fn)
-            try:
-                shp = tuple(int(n) for n in shape)
-            except (TypeError, ValueError):
-                raise rt.fail(NrtStatus.INVALID, "NRT", fn, f"tensor(): shape {shape!r} is not a tuple of "
-                                                            "integers") from None
-        size = int(np.prod(shp, dtype=np.int64)) * np_dtype.itemsize
         where = _PLACEMENTS.get(placement) if isinstance(placement, str) else None
         if where is None:
             raise rt.fail(NrtStatus.INVALID, "NRT", fn, f"placement {placement!r}: expected device, host or virtual")
-        t = Tensor(self, rt.tensor_allocate(where, core if where is rt.Placement.DEVICE else -1, size, name),
-                   np_dtype, shp)
+        vnc = core if where is rt.Placement.DEVICE else -1
         if array is not None:
-            t.write(arr)
-        return t
+            handle = rt.tensor_of_array(array, where, vnc, name)
+            arr = np.asarray(array)
+            return Tensor(self, handle, arr.dtype, arr.shape)
+        if shape is None or dtype is None:
+            raise rt.fail(NrtStatus.INVALID, "NRT", fn, "tensor(): give an array, or shape= and dtype=")
+        np_dtype = rt.numpy_dtype_of(dtype, fn)
+        try:
+            shp = tuple(int(n) for n in shape)
+        except (TypeError, ValueError):
+            raise rt.fail(NrtStatus.INVALID, "NRT", fn, f"tensor(): shape {shape!r} is not a tuple of integers") from None
+        size = int(np.prod(shp, dtype=np.int64)) * np_dtype.itemsize
+        return Tensor(self, rt.tensor_allocate(where, vnc, size, name), np_dtype, shp)

@@ -13,7 +13,7 @@ from typing import Any
 
 from neuron_sim.runtime import interface as rt
 from neuron_sim.runtime.interface import Model, Tensor, TensorSet
-from neuron_sim.status import NrtError, NrtStatus  # noqa: F401 - NrtError re-exported for callers
+from neuron_sim.status import NrtStatus
 
 # ---- constants of nrt.h -------------------------------------------------------------------------------
 for _s in NrtStatus:

@@ -77,10 +77,12 @@ def test_pythonic_listed_cases_raise_nrt_error(monkeypatch):
     with neuron_sim.Runtime() as rt:
         for call in (lambda: rt.load(123), lambda: rt.load(None), lambda: rt.tensor(shape=(2,), dtype="nope"),
                      lambda: rt.tensor(shape="ab", dtype="float32"), lambda: rt.tensor(shape=(2,), dtype=object()),
-                     lambda: rt.tensor(np.zeros(2), placement=3)):
+                     lambda: rt.tensor(np.zeros(2), placement=3), lambda: rt.tensor([object()]),
+                     lambda: rt.tensor(shape=(-1,), dtype="float32")):
             with pytest.raises(NrtError) as exc:
                 call()
             assert exc.value.status == NrtStatus.INVALID
+        assert rt.memory_stats(0)[0] == rt.memory_stats(1)[0]     # nothing allocated by the refused calls
 
 
 def test_model_run_with_wrong_handles_is_invalid(monkeypatch):

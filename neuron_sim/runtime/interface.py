@@ -52,7 +52,7 @@ __all__ = [
     "model_tensor_info", "loaded_models",
     "tensor_allocate", "tensor_allocate_empty", "tensor_free", "tensor_read", "tensor_write", "tensor_read_batch",
     "tensor_write_batch", "tensor_copy", "tensor_memset", "tensor_slice", "tensor_attach_buffer", "tensor_size",
-    "tensor_va", "tensor_device_allocation_info", "tensor_fill", "tensor_array", "wait_output_completion",
+    "tensor_va", "tensor_device_allocation_info", "tensor_fill", "tensor_of_array", "tensor_array", "wait_output_completion",
     "reset_output_completion", "numpy_dtype_of",
     "tensor_set_allocate", "tensor_set_destroy", "tensor_set_add", "tensor_set_get", "tensor_set_of",
     "execute", "execute_status", "execute_repeat", "execute_now", "run_arrays", "submit", "submit_arrays", "async_enabled", "async_depth",
@@ -405,6 +405,25 @@ def tensor_fill(tensor: Any, data: Any) -> None:
         raise fail(NrtStatus.INVALID, "NRT", fn, f"array of {src.nbytes} bytes does not fit tensor '{t.name}' "
                                                  f"of {t.size} bytes")
     rt.tensor_write(t, src, 0, src.nbytes)
+
+
+def tensor_of_array(array: Any, placement: Any, vnc: int, name: str | None = None) -> Tensor:
+    """A new tensor holding a copy of ``array``'s bytes (numbers only; freed again if the copy fails)."""
+    fn = "nrt_tensor_allocate"
+    try:
+        arr = np.ascontiguousarray(array)
+    except (TypeError, ValueError) as exc:
+        raise fail(NrtStatus.INVALID, "NRT", fn, f"Invalid array {type(array).__name__}: {exc}") from None
+    if arr.dtype.hasobject:
+        raise fail(NrtStatus.INVALID, "NRT", fn, f"Invalid array of Python objects ({arr.dtype}): tensors hold "
+                                                 "numbers; pass a numeric numpy array")
+    t = tensor_allocate(placement, vnc, arr.nbytes, name)
+    try:
+        tensor_fill(t, arr)
+    except BaseException:
+        tensor_free(t)
+        raise
+    return t
 
 
 def tensor_array(tensor: Any, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
