@@ -15,10 +15,15 @@ How to write a face:
   runtime checks them (a freed tensor or an unloaded model is ``NRT_INVALID_HANDLE``).
 - Functions are thread-safe; executions serialise per NeuronCore. ``run_arrays``/``submit_arrays`` give
   each call its own tensors, so a face may call one model from many threads.
-- ``execute`` is the hot path: it adds one lookup of the live runtime to the execution itself.
+- ``execute`` / ``execute_status`` are the hot path: one lookup of the live runtime, then the execution
+  itself; a status face binds ``execute_status`` directly (``nrt_execute = interface.execute_status``).
+- Example, a status face function: ``def nrt_tensor_memset(t, off, value, size): return
+  guard("nrt_tensor_memset", lambda: interface.tensor_memset(t, off, value, size))[0]``; a raising face
+  just calls ``interface.tensor_memset(...)`` and lets ``NrtError`` through.
 
 Groups: lifecycle (``init``, ``close``, ``state``, counts and instance info before init), models (``load``,
-``unload``, model info), tensors and tensor sets, execute (``execute``, ``execute_repeat``, ``run_arrays``),
+``unload``, model info), tensors and tensor sets, execute (``execute``, ``execute_status``, ``execute_repeat``,
+``execute_now``, ``run_arrays``),
 async (``submit``, ``submit_arrays``, ``wait_output_completion``, ``drain``, ``register_callback``),
 memory statistics, version and status strings.
 
