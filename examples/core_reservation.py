@@ -13,10 +13,10 @@ import tempfile
 CHILD = """
 import sys
 from neuron_sim import nrt
-from neuron_sim.runtime import lifecycle
+from neuron_sim.runtime import interface
 status = nrt.nrt_init()
 print(nrt.nrt_get_status_as_str(status),
-      ",".join(map(str, lifecycle.peek().global_core_ids())) if status == 0 else "-", flush=True)
+      ",".join(map(str, interface.global_core_ids())) if status == 0 else "-", flush=True)
 sys.stdin.read()          # hold the cores until the parent closes our stdin
 nrt.nrt_close()
 """

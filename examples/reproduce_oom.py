@@ -18,7 +18,7 @@ LOG = Path(os.environ["NEURON_SIM_STATE_DIR"]) / "tdrv.log"
 LOG.parent.mkdir(parents=True, exist_ok=True)
 os.environ["NEURON_RT_LOG_LOCATION_TDRV"] = str(LOG)   # the driver-level memory report goes to a file
 from neuron_sim import nrt  # noqa: E402
-from neuron_sim.runtime.memory import format_bytes  # noqa: E402
+from neuron_sim.runtime.interface import format_bytes  # noqa: E402
 
 NEFF = (Path(__file__).parent.parent / "neffs" / "large_weights.neff").read_bytes()
 

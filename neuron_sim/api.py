@@ -1,23 +1,28 @@
 """The Pythonic face: ``with Runtime() as rt: model = rt.load(path); outputs = model(x=array)``.
 
-Every failure raises ``NrtError`` carrying the NRT status and the message (also logged in the runtime's
-format). Numerical errors raise ``NumericalError`` (a subclass) with the outputs still attached.
+Every runtime failure raises ``NrtError`` carrying the NRT status and the message (also logged in the
+runtime's format); numerical errors raise ``NumericalError`` (a subclass) with the outputs still attached.
+A ``Model`` may be called from many threads at once: each call gets its own device tensors. Inputs are
+converted to the model's dtypes only when no value changes meaning: integers or floats to a float input
+while every finite value stays finite, integers to an integer input while in range; bool, complex, float
+to integer and out-of-range values are ``NrtError(NRT_INVALID)`` naming the input.
+
+A translation of ``neuron_sim.runtime.interface``: this module keeps no runtime state of its own.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neuron_sim.dtypes import NrtDtype, dtype_name, nrt_dtype
-from neuron_sim.runtime import execution, lifecycle, models
-from neuron_sim.runtime.core import Runtime as _CoreRuntime, fail
-from neuron_sim.runtime.tensors import Placement, Tensor as _Tensor, TensorSet
+from neuron_sim.dtypes import dtype_name
+from neuron_sim.runtime import interface as rt
 from neuron_sim.status import NrtError, NrtStatus
+
+_PLACEMENTS = {"device": rt.Placement.DEVICE, "host": rt.Placement.HOST, "virtual": rt.Placement.VIRTUAL}
 
 
 class NumericalError(NrtError):
@@ -43,9 +48,9 @@ class TensorInfo:
 class Tensor:
     """A runtime tensor with numpy in and out."""
 
-    def __init__(self, rt: "Runtime", handle: _Tensor, dtype: np.dtype | None = None,
+    def __init__(self, runtime: "Runtime", handle: rt.Tensor, dtype: np.dtype | None = None,
                  shape: tuple[int, ...] | None = None) -> None:
-        self._rt = rt
+        self._runtime = runtime
         self.handle = handle
         self.dtype = np.dtype(dtype) if dtype is not None else np.dtype(np.uint8)
         self.shape = shape if shape is not None else (handle.size // self.dtype.itemsize,)
@@ -64,19 +69,14 @@ class Tensor:
 
     def numpy(self) -> np.ndarray:
         """A copy of the contents as an array of the tensor's dtype and shape."""
-        raw = self._rt._core().tensor_read(self.handle, 0, self.handle.size)
-        return np.frombuffer(raw, self.dtype).reshape(self.shape)
+        return rt.tensor_array(self.handle, self.dtype, self.shape)
 
     def write(self, array: Any) -> None:
         """Overwrite the whole tensor; the array's byte size must equal the tensor's."""
-        arr = np.ascontiguousarray(array)
-        if arr.nbytes != self.handle.size:
-            raise fail(NrtStatus.INVALID, "NRT", "nrt_tensor_write", f"array of {arr.nbytes} bytes does not fit tensor '{self.name}' "
-                                              f"of {self.handle.size} bytes")
-        self._rt._core().tensor_write(self.handle, arr, 0, arr.nbytes)
+        rt.tensor_fill(self.handle, np.ascontiguousarray(array))
 
     def free(self) -> None:
-        self._rt._core().tensor_free(self.handle)
+        rt.tensor_free(self.handle)
 
     def __repr__(self) -> str:
         return f"<Tensor {self.name!r} {dtype_name(self.dtype) if self.dtype != np.uint8 else 'bytes'} " \
@@ -84,14 +84,14 @@ class Tensor:
 
 
 class Model:
-    """A loaded model: call it with numpy arrays, or run it on tensors you allocated."""
+    """A loaded model: call it with numpy arrays (from any thread), or run it on tensors you allocated."""
 
-    def __init__(self, rt: "Runtime", handle: models.Model) -> None:
-        self._rt = rt
+    def __init__(self, runtime: "Runtime", handle: rt.Model) -> None:
+        self._runtime = runtime
         self.handle = handle
-        self.inputs = {b.name: TensorInfo(b.name, b.dtype, b.shape, b.size) for b in handle.inputs}
-        self.outputs = {b.name: TensorInfo(b.name, b.dtype, b.shape, b.size) for b in handle.outputs}
-        self._io: tuple[TensorSet, TensorSet] | None = None
+        infos = rt.model_tensor_info(handle)
+        self.inputs = {i.name: TensorInfo(i.name, i.np_dtype, i.shape, i.size) for i in infos if i.usage == 0}
+        self.outputs = {i.name: TensorInfo(i.name, i.np_dtype, i.shape, i.size) for i in infos if i.usage == 1}
 
     name = property(lambda self: self.handle.name)
     id = property(lambda self: self.handle.id)
@@ -99,84 +99,22 @@ class Model:
     cores = property(lambda self: tuple(cs.vnc for cs in self.handle.cores))
     duration_s = property(lambda self: self.handle.duration_s, doc="simulated duration of one execution")
 
-    def _bind_arrays(self, arrays: Mapping[str, Any]) -> tuple[TensorSet, TensorSet]:
-        rt = self._rt._core()
-        unknown = set(arrays) - set(self.inputs)
-        if unknown:
-            raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"model {self.name} has no input(s) {sorted(unknown)}; "
-                                              f"inputs are {list(self.inputs)}")
-        if self._io is None:
-            ins, outs = TensorSet(), TensorSet()
-            for info in self.inputs.values():
-                ins[info.name] = rt.tensor_allocate(0, self.core, info.size, info.name)
-            for info in self.outputs.values():
-                outs[info.name] = rt.tensor_allocate(0, self.core, info.size, info.name)
-            self._io = (ins, outs)
-        ins, outs = self._io
-        for name, info in self.inputs.items():
-            if name not in arrays:
-                raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"missing input '{name}' ({dtype_name(info.dtype)} "
-                                                  f"{list(info.shape)}) for model {self.name}")
-            arr = np.asarray(arrays[name])
-            if arr.shape != info.shape:
-                raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"input '{name}' has shape {list(arr.shape)}, model {self.name} "
-                                                  f"expects {list(info.shape)}")
-            if arr.dtype != info.dtype:
-                arr = arr.astype(info.dtype)
-            ins[name].view(info.dtype, info.shape)[...] = arr
-        return ins, outs
-
     def __call__(self, **arrays: Any) -> dict[str, np.ndarray]:
-        """Execute on numpy inputs (converted to the model's dtypes); returns copies of the outputs."""
-        rt = self._rt._core()
-        ins, outs = self._bind_arrays(arrays)
-        status = execution.execute(rt, self.handle, ins, outs)
-        result = {name: outs[name].view(info.dtype, info.shape).copy() for name, info in self.outputs.items()}
+        """Execute on numpy inputs (converted as the module docstring says); returns copies of the outputs."""
+        status, result = rt.run_arrays(self.handle, arrays)
         if status == NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR:
             raise NumericalError(f"model {self.name} completed with numerical errors (NaN in outputs)", result)
         return result
 
     def run(self, inputs: Mapping[str, Tensor], outputs: Mapping[str, Tensor]) -> NrtStatus:
         """Execute on tensors you allocated; outputs are written in place. Returns the status."""
-        ins, outs = TensorSet(), TensorSet()
-        ins.update({k: v.handle for k, v in inputs.items()})
-        outs.update({k: v.handle for k, v in outputs.items()})
-        return execution.execute(self._rt._core(), self.handle, ins, outs)
+        return rt.execute_now(self.handle, _tensor_set(inputs), _tensor_set(outputs))
 
     def submit(self, **arrays: Any) -> Future:
         """Async mode: enqueue one execution and return a Future of its outputs (NrtError on failure)."""
-        rt = self._rt._core()
-        if rt.async_queue is None:
-            raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", "async execution is off: set NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS"
-                                              " to a queue depth > 0 before the runtime starts")
-        ins, outs = TensorSet(), TensorSet()
-        allocated = []
         future: Future = Future()
-        try:
-            for info in self.inputs.values():
-                t = ins[info.name] = rt.tensor_allocate(0, self.core, info.size, info.name)
-                allocated.append(t)
-                arr = np.asarray(arrays[info.name], dtype=info.dtype)
-                if arr.shape != info.shape:
-                    raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"input '{info.name}' has shape {list(arr.shape)}, model "
-                                                      f"{self.name} expects {list(info.shape)}")
-                t.view(info.dtype, info.shape)[...] = arr
-            for info in self.outputs.values():
-                t = outs[info.name] = rt.tensor_allocate(0, self.core, info.size, info.name)
-                allocated.append(t)
-        except KeyError as exc:
-            for t in allocated:
-                rt.tensor_free(t)
-            raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"missing input {exc} for model {self.name}") from None
-        except NrtError:
-            for t in allocated:
-                rt.tensor_free(t)
-            raise
 
-        def done(status: int) -> None:
-            result = {n: outs[n].view(i.dtype, i.shape).copy() for n, i in self.outputs.items()}
-            for t in allocated:
-                rt.tensor_free(t)
+        def done(status: int, result: dict[str, np.ndarray]) -> None:
             if status == 0:
                 future.set_result(result)
             elif status == NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR:
@@ -184,25 +122,21 @@ class Model:
             else:
                 future.set_exception(NrtError(status, f"async execution of model {self.name} failed"))
 
-        try:
-            rt.async_queue.submit(self.handle, ins, outs, on_done=done)
-        except NrtError:
-            for t in allocated:
-                rt.tensor_free(t)
-            raise
+        rt.submit_arrays(self.handle, arrays, done)
         return future
 
     def unload(self) -> None:
-        rt = self._rt._core()
-        if self._io is not None:
-            for s in self._io:
-                for t in s.values():
-                    rt.tensor_free(t)
-            self._io = None
-        models.unload(rt, self.handle)
+        rt.unload(self.handle)
 
     def __repr__(self) -> str:
         return f"<Model {self.name!r} id {self.id} on NC {self.core}, {self.duration_s * 1e6:.1f} µs simulated>"
+
+
+def _tensor_set(tensors: Any) -> Any:
+    """The runtime's tensor set of a name -> Tensor mapping (the interface checks every entry)."""
+    if isinstance(tensors, Mapping):
+        tensors = {k: getattr(v, "handle", v) for k, v in tensors.items()}
+    return rt.tensor_set_of(tensors)
 
 
 class Runtime:
@@ -210,16 +144,16 @@ class Runtime:
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self._env = dict(os.environ, **(env or {})) if env else None
-        self._rt: _CoreRuntime | None = None
+        self._handle: Any = None
 
     def start(self) -> "Runtime":
-        self._rt = lifecycle.init(self._env)
+        self._handle = rt.init(self._env)
         return self
 
     def close(self) -> None:
-        if self._rt is not None and lifecycle.peek() is self._rt:
-            lifecycle.close()
-        self._rt = None
+        if self._handle is not None:
+            rt.close(self._handle)
+        self._handle = None
 
     def __enter__(self) -> "Runtime":
         return self.start()
@@ -227,70 +161,53 @@ class Runtime:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _core(self) -> _CoreRuntime:
-        if self._rt is None or self._rt.closed:
-            return lifecycle.current("neuron_sim.Runtime")
-        return self._rt
-
     # -- introspection --
     @property
     def machine(self):
-        return self._core().machine
+        return rt.machine("neuron_sim.Runtime")
 
     @property
     def config(self):
-        return self._core().config
+        return rt.config("neuron_sim.Runtime")
 
     @property
     def cores(self) -> tuple[int, ...]:
         """Machine-wide ids of this process's cores; index i here is visible core i."""
-        return self._core().global_core_ids()
+        return rt.global_core_ids("neuron_sim.Runtime")
 
     def memory_stats(self, core: int = 0) -> tuple[int, int]:
         """(bytes_used, bytes_limit) of visible core ``core``."""
-        return self._core().memory_stats(core)
+        return rt.memory_stats(core)
 
     @property
     def clock(self):
-        return self._core().clock
+        return rt.clock("neuron_sim.Runtime")
 
     # -- models and tensors --
     def load(self, neff: str | os.PathLike | bytes, core: int = -1) -> Model:
         """Load a NEFF file (or its bytes) at visible core ``core`` (-1: least-used)."""
-        rt = self._core()
         if isinstance(neff, (str, os.PathLike)):
-            try:
-                data = Path(neff).read_bytes()
-            except OSError as exc:
-                raise fail(NrtStatus.INVALID, "NRT", "nrt_load", f"Cannot read NEFF {neff}: {exc.strerror}") from None
-        else:
-            data = neff
-        return Model(self, models.load(rt, data, core, source=str(neff) if isinstance(neff, (str, os.PathLike)) else None))
+            return Model(self, rt.load_file(neff, core))
+        return Model(self, rt.load(neff, core))
 
     def tensor(self, array: Any = None, *, shape: tuple[int, ...] | None = None, dtype: Any = None,
                core: int = 0, name: str | None = None, placement: str = "device") -> Tensor:
         """A tensor holding ``array``, or an empty one of ``shape`` and ``dtype``, on visible core ``core``."""
-        rt = self._core()
-        if array is not None:
-            arr = np.ascontiguousarray(array)
-            np_dtype, shp = arr.dtype, arr.shape
-        else:
-            if shape is None or dtype is None:
-                raise fail(NrtStatus.INVALID, "NRT", "nrt_tensor_allocate", "tensor(): give an array, or shape= and dtype=")
-            np_dtype, shp = np.dtype(_np_dtype(dtype)), tuple(shape)
-        size = int(np.prod(shp, dtype=np.int64)) * np_dtype.itemsize
-        where = {"device": Placement.DEVICE, "host": Placement.HOST, "virtual": Placement.VIRTUAL}.get(placement)
+        fn = "nrt_tensor_allocate"
+        where = _PLACEMENTS.get(placement) if isinstance(placement, str) else None
         if where is None:
-            raise fail(NrtStatus.INVALID, "NRT", "nrt_tensor_allocate", f"placement {placement!r}: expected device, host or virtual")
-        t = Tensor(self, rt.tensor_allocate(where, core if where is Placement.DEVICE else -1, size, name),
-                   np_dtype, shp)
+            raise rt.fail(NrtStatus.INVALID, "NRT", fn, f"placement {placement!r}: expected device, host or virtual")
+        vnc = core if where is rt.Placement.DEVICE else -1
         if array is not None:
-            t.write(arr)
-        return t
-
-
-def _np_dtype(dtype: Any) -> np.dtype:
-    from neuron_sim.dtypes import numpy_dtype
-    if isinstance(dtype, (str, NrtDtype, int)):
-        return numpy_dtype(nrt_dtype(dtype))
-    return np.dtype(dtype)
+            handle = rt.tensor_of_array(array, where, vnc, name)
+            arr = np.asarray(array)
+            return Tensor(self, handle, arr.dtype, arr.shape)
+        if shape is None or dtype is None:
+            raise rt.fail(NrtStatus.INVALID, "NRT", fn, "tensor(): give an array, or shape= and dtype=")
+        np_dtype = rt.numpy_dtype_of(dtype, fn)
+        try:
+            shp = tuple(int(n) for n in shape)
+        except (TypeError, ValueError):
+            raise rt.fail(NrtStatus.INVALID, "NRT", fn, f"tensor(): shape {shape!r} is not a tuple of integers") from None
+        size = int(np.prod(shp, dtype=np.int64)) * np_dtype.itemsize
+        return Tensor(self, rt.tensor_allocate(where, vnc, size, name), np_dtype, shp)

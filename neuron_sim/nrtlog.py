@@ -33,6 +33,7 @@ from typing import Protocol
 import structlog
 
 from neuron_sim.config import ConfigError, RuntimeConfig, load_config
+from neuron_sim.status import NrtError, NrtStatus
 
 LEVELS: tuple[str, ...] = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 SYSLOG_ADDRESS = "/dev/log"
@@ -297,6 +298,12 @@ def log(level: str, module: str, function: str, message: str) -> None:
 def error(module: str, function: str, message: str) -> None:
     """Log at ERROR."""
     log("ERROR", module, function, message)
+
+
+def fail(status: NrtStatus | int, module: str, function: str, message: str) -> NrtError:
+    """Log ``message`` at ERROR and return the NrtError to raise: ``raise fail(NrtStatus.INVALID, "NRT", fn, msg)``."""
+    error(module, function, message)
+    return NrtError(status, message)
 
 
 def warn(module: str, function: str, message: str) -> None:

@@ -164,8 +164,8 @@ def test_timeout_under_virtual_clock_costs_no_wall_time(trn1, capsys):
     assert "(FATAL-RT-UNDEFINED-STATE) execution timeout (30000 ms) on Neuron Device 0 NC 0, model slow" in err
     assert "NMGR:dlr_infer" in err and "Inference completed with err: 5" in err
     assert wall < 1.0
-    from neuron_sim.runtime import lifecycle
-    assert lifecycle.peek().clock.now() >= 30.0           # simulated time moved by the timeout
+    from neuron_sim.runtime import interface
+    assert interface.clock().now() >= 30.0           # simulated time moved by the timeout
 
 
 def test_raising_the_timeout_lets_a_slow_model_finish(monkeypatch):
@@ -175,8 +175,8 @@ def test_raising_the_timeout_lets_a_slow_model_finish(monkeypatch):
     model = load(mlp_neff(duration=40.0, name="slow"))
     ins, outs, _, _ = io_sets(model)
     assert nrt.nrt_execute(model, ins, outs) == 0
-    from neuron_sim.runtime import lifecycle
-    assert lifecycle.peek().clock.now() == pytest.approx(40.0)
+    from neuron_sim.runtime import interface
+    assert interface.clock().now() == pytest.approx(40.0)
 
 
 def test_real_clock_waits_for_the_simulated_duration(monkeypatch):
@@ -251,9 +251,9 @@ def test_many_threads_serialise_per_core(trn1):
         buf = np.empty((4, 8), np.float32)
         nrt.nrt_tensor_read(y, buf, 0, buf.nbytes)
         np.testing.assert_array_equal(buf, reference(xv))
-    from neuron_sim.runtime import lifecycle
+    from neuron_sim.runtime import interface
     # 400 executions of 1 ms on one core: simulated time is their sum, as one core runs one at a time
-    assert lifecycle.peek().clock.now() == pytest.approx(0.4)
+    assert interface.clock().now() == pytest.approx(0.4)
 
 
 def test_model_tensor_info_and_free(trn1):

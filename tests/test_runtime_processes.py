@@ -14,9 +14,9 @@ from tests.conftest import REPO
 HOLDER = """
 import json, sys
 from neuron_sim import nrt
-from neuron_sim.runtime import lifecycle
+from neuron_sim.runtime import interface
 status = nrt.nrt_init()
-cores = list(lifecycle.peek().global_core_ids()) if status == 0 else []
+cores = list(interface.global_core_ids()) if status == 0 else []
 print(json.dumps({"status": status, "cores": cores}), flush=True)
 if status == 0:
     sys.stdin.read()

@@ -16,8 +16,8 @@ import numpy as np
 
 from neuron_sim import nrt
 from neuron_sim.neff.builder import NeffBuilder
-from neuron_sim.runtime import lifecycle
-from neuron_sim.runtime.memory import format_bytes
+from neuron_sim.runtime import interface
+from neuron_sim.runtime.interface import format_bytes
 
 DEMO_CORES = "4"
 
@@ -66,18 +66,17 @@ def run(args: argparse.Namespace) -> int:
         out(f"nrt_init failed with {nrt.nrt_get_status_as_str(status)}({status}); see the log line above.\n")
         return 1
     try:
-        rt = lifecycle.peek()
-        m = rt.machine
+        m = interface.machine()
         out(f"neuron_sim demo on a simulated {m.instance_type}: {len(m.devices)} device(s), {m.total_cores} "
             f"logical NeuronCore(s) of NeuronCore-{m.generation.name} (LNC {m.lnc}), "
             f"{format_bytes(m.devices[0].memory_bytes)} HBM per device\n\n")
-        ids = rt.global_core_ids()
+        ids = interface.global_core_ids()
         out(f"1. nrt_init reserved NeuronCores {ids[0]}-{ids[-1]} for pid {os.getpid()} "
             f"(NEURON_RT_NUM_CORES={os.environ.get('NEURON_RT_NUM_CORES', '-')}); other processes now get "
             f"NRT_RESOURCE for them\n")
         neff = build_mlp(m.generation.name, m.lnc)
         handles = []
-        for _ in range(min(3, rt.visible_count) + 1):
+        for _ in range(min(3, len(ids)) + 1):
             status, model = nrt.nrt_load(neff, -1, -1)
             _check(status, "nrt_load")
             handles.append(model)
@@ -93,15 +92,16 @@ def run(args: argparse.Namespace) -> int:
         nrt.nrt_add_tensor_to_tensor_set(outs, "y", ty)
         x = np.random.default_rng(1).standard_normal((8, 256)).astype(np.float32)
         _check(nrt.nrt_tensor_write(tx, x, 0, x.nbytes), "nrt_tensor_write")
-        t_sim, t0 = rt.clock.now(), time.perf_counter()
+        clock = interface.clock()
+        t_sim, t0 = clock.now(), time.perf_counter()
         _check(nrt.nrt_execute(model, ins, outs), "nrt_execute")
         wall = time.perf_counter() - t0
         y = np.empty((8, 64), np.float32)
         _check(nrt.nrt_tensor_read(ty, y, 0, y.nbytes), "nrt_tensor_read")
         diff = float(np.abs(y - reference(x)).max())
         out(f"3. nrt_execute on NC {places[0]}: output matches numpy (max abs diff {diff:.2e}); simulated "
-            f"{(rt.clock.now() - t_sim) * 1e6:.1f} µs (cost model, {m.instance_type}), wall {wall * 1e6:.0f} µs\n")
-        used = rt.memory.usage_by_category(rt.cores[places[0]].core)
+            f"{(clock.now() - t_sim) * 1e6:.1f} µs (cost model, {m.instance_type}), wall {wall * 1e6:.0f} µs\n")
+        used = interface.memory_by_category(places[0])
         _, stats = nrt.nrt_get_vnc_memory_stats(places[0])
         parts = ", ".join(f"{k} {format_bytes(v)}" for k, v in used.items() if v)
         out(f"4. device memory of NC {places[0]}: {format_bytes(stats.bytes_used)} used of "
@@ -115,9 +115,9 @@ def run(args: argparse.Namespace) -> int:
         _, slow = nrt.nrt_load(build_mlp(m.generation.name, m.lnc, duration=40.0, name="slow_mlp"), places[0], -1)
         t0 = time.perf_counter()
         status = nrt.nrt_execute(slow, ins, outs)
-        out(f"   - a model that runs 40 s (simulated) against NEURON_RT_EXEC_TIMEOUT={rt.config.exec_timeout_s:g}: "
+        out(f"   - a model that runs 40 s (simulated) against NEURON_RT_EXEC_TIMEOUT={interface.config().exec_timeout_s:g}: "
             f"{nrt.nrt_get_status_as_str(status)} after {(time.perf_counter() - t0) * 1e3:.1f} ms of wall time "
-            f"({rt.clock.kind} clock)\n")
+            f"({clock.kind} clock)\n")
         sys.stdout.flush()
         child = subprocess.run(
             [sys.executable, "-c", "from neuron_sim import nrt; import sys; "

@@ -1,1 +1,4 @@
-"""The runtime layer: init/close, reservation, placement, memory, tensors, execution, async, clock."""
+"""The runtime layer: init/close, reservation, placement, memory, tensors, execution, async, clock.
+
+Faces enter through ``neuron_sim.runtime.interface`` only.
+"""

@@ -11,6 +11,9 @@ Decisions where the spec is silent:
   completes, so a deep queue of a model with large outputs fails with NRT_RESOURCE;
 - ``nrt_unload`` waits for the model's queued requests and ``nrt_close`` drains every queue before
   tearing down, so every callback fires exactly once.
+
+State owned here: the ``AsyncQueue`` (per-core FIFOs, runtime threads, the registered callback), set once
+on ``Runtime.async_queue`` by ``ensure_queue``, and the ``pending``/``completions`` counters of tensors.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from neuron_sim import nrtlog
+from neuron_sim.nrtlog import fail
 from neuron_sim.runtime.core import CoreState, Runtime
 from neuron_sim.runtime.execution import Prepared, prepare, run
 from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
@@ -113,8 +117,7 @@ class AsyncQueue:
                 cs.stats["failed_to_queue"] = cs.stats.get("failed_to_queue", 0) + 1
                 msg = (f"Async queue of NC {cs.vnc} is full: {q.inflight} request(s) in flight, "
                        f"NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS={self.max_inflight}")
-                nrtlog.error("NRT", "nrt_execute", msg)
-                raise NrtError(NrtStatus.QUEUE_FULL, msg)
+                raise fail(NrtStatus.QUEUE_FULL, "NRT", "nrt_execute", msg)
             need = sum(b.size for b in req.model.outputs)
             graph = req.model.neff.graph
             if graph is not None:
@@ -125,8 +128,7 @@ class AsyncQueue:
                 rt.log_oom(exc)
                 msg = (f"Failed to reserve output buffers for async request of model {req.model.id} on NC "
                        f"{cs.vnc} ({q.inflight} in flight): {exc.message}")
-                nrtlog.error("NRT", "nrt_execute", msg)
-                raise NrtError(NrtStatus.RESOURCE, msg) from None
+                raise fail(NrtStatus.RESOURCE, "NRT", "nrt_execute", msg) from None
             with rt.tensor_cv:
                 for t in req.in_tensors:
                     t.pending += 1
@@ -214,8 +216,7 @@ def register_callback(rt: Runtime, callback: Callback | None, params: Any) -> No
     """nrt_register_async_exec_callback: replace the callback (None restores the default)."""
     if callback is not None and not callable(callback):
         msg = "nrt_register_async_exec_callback: callback must be callable(params, model_id, vnc, job_id, status)"
-        nrtlog.error("NRT", "nrt_register_async_exec_callback", msg)
-        raise NrtError(NrtStatus.INVALID, msg)
+        raise fail(NrtStatus.INVALID, "NRT", "nrt_register_async_exec_callback", msg)
     q = ensure_queue(rt)
     if q is None:
         nrtlog.warn("NRT", "nrt_register_async_exec_callback",

@@ -1,4 +1,7 @@
-"""Simulated time: a virtual clock that never sleeps, or a real one that sleeps to match simulated durations."""
+"""Simulated time: a virtual clock that never sleeps, or a real one that sleeps to match simulated durations.
+
+State owned here: the simulated time of one runtime.
+"""
 from __future__ import annotations
 
 import threading

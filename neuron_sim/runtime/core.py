@@ -1,11 +1,16 @@
-"""The Runtime: one libnrt instance of this process — its cores, device memory, tensors and models.
+"""The Runtime: one libnrt instance of this process — its configuration, cores, device memory and tensors.
 
-Faces (``neuron_sim.nrt``, ``neuron_sim.api``) call these methods; every failure raises NrtError with
-the NRT status and has already been logged in the runtime's wording.
+Called through ``neuron_sim.runtime.interface`` (faces never import this module); every failure raises
+NrtError with the NRT status and has already been logged in the runtime's wording.
+
+State owned here: the ``Runtime`` (configuration, machine, reservation, clock, ``DeviceMemory``, the
+runtime's own microcode allocations, ``tensor_cv``), every ``Tensor``'s contents and ``freed`` flag.
+``CoreState`` is created here; its fields belong to the modules that change them: ``lock``,
+``busy_until`` and ``stats`` to execution, ``models`` and ``scratchpad`` to models. ``async_queue`` is
+set once by async_exec (``ensure_queue``); models keep their own table (``models.table``).
 """
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 from collections import deque
@@ -13,6 +18,7 @@ from collections.abc import Mapping
 
 from neuron_sim import nrtlog
 from neuron_sim.config import RuntimeConfig, check_cores_in_range, load_config, runtime_version_string
+from neuron_sim.nrtlog import fail
 from neuron_sim.hardware.model import LogicalCore, Machine
 from neuron_sim.hardware.select import select_machine
 from neuron_sim.runtime.clock import make_clock
@@ -23,12 +29,6 @@ from neuron_sim.status import NrtError, NrtStatus
 
 HOST_TENSOR_LIMIT = 4 << 20      # deprecated HOST placement: DMA-able host memory, at most 4 MB
 TENSOR_SIZE_LIMIT = 4 << 30      # nrt_tensor_allocate does not support 4 GB or more (known issue)
-
-
-def fail(status: NrtStatus, module: str, function: str, message: str) -> NrtError:
-    """Log an ERROR line in the runtime's format and return the NrtError to raise."""
-    nrtlog.error(module, function, message)
-    return NrtError(status, message)
 
 
 class CoreState:
@@ -59,8 +59,6 @@ class Runtime:
         self.cores = [CoreState(machine.core(g), vnc) for vnc, g in enumerate(reservation.logical_cores)]
         self.fill = FILL_BYTES[config.fill]
         self.lock = threading.RLock()
-        self.model_ids = itertools.count(1001)
-        self.models: dict[int, object] = {}
         self.tensor_cv = threading.Condition()
         self.closed = False
         self._runtime_allocs = []
@@ -71,13 +69,10 @@ class Runtime:
         except BaseException:
             self.memory.close()
             raise
-        # set by neuron_sim.runtime.models / execution / async_exec on first use
-        self.shared_constants: dict = {}
-        self.duration_cache: dict = {}
-        self.async_queue = None
+        self.async_queue = None          # the AsyncQueue, set by async_exec.ensure_queue at init
         # (total, device) simulated seconds per execution, drained by neuron_sim.runtime.publish
         self.latency_samples: deque = deque(maxlen=4096)
-        self.publisher = None
+        self.publisher = None            # set by neuron_sim.runtime.publish.attach at init
 
     # ---- cores -------------------------------------------------------------------------------------
     @property
@@ -111,7 +106,7 @@ class Runtime:
             raise fail(NrtStatus.RESOURCE, "NRT", fn,
                        f"Failed to allocate tensor '{name}' of {size} bytes: tensors of 4 GB or more are not "
                        "supported; split it into smaller tensors")
-        label = name or "tensor"
+        label = tensor_name(name, fn) or "tensor"
         if placement is Placement.DEVICE:
             cs = self.core_state(vnc, fn)
             try:
@@ -130,17 +125,14 @@ class Runtime:
         return Tensor(label, placement, None, -1, size, Storage(size, self.fill))
 
     def tensor_allocate_empty(self, name: str | None) -> Tensor:
-        return Tensor(name or "tensor", Placement.VIRTUAL, None, -1, 0, None)
+        return Tensor(tensor_name(name, "nrt_tensor_allocate_empty") or "tensor", Placement.VIRTUAL, None, -1, 0, None)
 
     def tensor_free(self, t: Tensor) -> None:
         """Free a tensor; slices keep shared storage alive until the last one is freed."""
         if t.freed:
             return
         self.wait_idle(t)
-        t.freed = True
-        if t.storage is not None:
-            t.storage.release()
-        t.drop_views()
+        t.free()
 
     def check_tensor(self, t: object, function: str) -> Tensor:
         if not isinstance(t, Tensor):
@@ -203,6 +195,8 @@ class Runtime:
         fn = "nrt_tensor_memset"
         self.check_tensor(t, fn)
         self.check_range(t, offset, size, fn)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(NrtStatus.INVALID, "NRT", fn, f"Invalid memset value {value!r}: expected an integer byte value")
         self.wait_idle(t)
         t.bytes_view()[offset:offset + size] = value & 0xFF
 
@@ -214,7 +208,7 @@ class Runtime:
         if src.storage is None:
             raise fail(NrtStatus.INVALID, "NRT", fn, f"Tensor '{src.name}' has no storage to slice")
         src.storage.retain()
-        return Tensor(name or f"{src.name}[slice]", src.placement, src.core, src.vnc, size, src.storage,
+        return Tensor(tensor_name(name, fn) or f"{src.name}[slice]", src.placement, src.core, src.vnc, size, src.storage,
                       src.offset + offset)
 
     def tensor_attach_buffer(self, t: Tensor, buffer, size: int) -> None:
@@ -231,6 +225,13 @@ class Runtime:
         t.storage = Storage(size, 0, buffer=mem[:size])
         t.size, t.offset, t.placement, t.core, t.vnc = size, 0, Placement.VIRTUAL, None, -1
         t.drop_views()
+
+    def wait_completions(self, t: Tensor, expected: int, timeout_s: float | None, function: str) -> None:
+        """Block until the tensor's output completion counter reaches ``expected``; NRT_TIMEOUT after ``timeout_s``."""
+        with self.tensor_cv:
+            if not self.tensor_cv.wait_for(lambda: t.completions >= expected, timeout=timeout_s):
+                raise fail(NrtStatus.TIMEOUT, "NRT", function,
+                           f"Tensor '{t.name}' completion counter {t.completions} did not reach {expected}")
 
     def wait_idle(self, t: Tensor) -> None:
         """Block while a pending async request uses the tensor (no stale reads, no torn writes)."""
@@ -251,20 +252,23 @@ class Runtime:
 
     # ---- close -------------------------------------------------------------------------------------
     def close(self) -> None:
-        """Drain async work, unload every model, return every byte and release the cores."""
+        """Return the runtime's own bytes and release the cores (lifecycle.close drained and unloaded first)."""
         if self.closed:
             return
         if self.publisher is not None:
             self.publisher.close()
-        if self.async_queue is not None:
-            self.async_queue.shutdown()
-        from neuron_sim.runtime.models import unload_all
-        unload_all(self)
         for a in self._runtime_allocs:
             self.memory.free(a)
         self.memory.close()
         self.closed = True
         self.reservation.release()
+
+
+def tensor_name(name: object, function: str) -> str | None:
+    """A tensor name as given (None or a string), else NRT_INVALID."""
+    if name is None or isinstance(name, str):
+        return name
+    raise fail(NrtStatus.INVALID, "NRT", function, f"Invalid tensor name {name!r}: expected None or a string")
 
 
 def as_bytes(data, function: str, writable: bool = False):
@@ -275,6 +279,8 @@ def as_bytes(data, function: str, writable: bool = False):
             arr = data if data.flags.c_contiguous else (None if writable else np.ascontiguousarray(data))
             if arr is None:
                 raise ValueError("buffer is not C-contiguous")
+            if writable and not arr.flags.writeable:
+                raise ValueError("buffer is read-only")
             return arr.reshape(-1).view(np.uint8)
         mv = memoryview(data)
         if writable and mv.readonly:
@@ -286,21 +292,52 @@ def as_bytes(data, function: str, writable: bool = False):
                    f"{'writable ' if writable else ''}bytes-like object or numpy array") from None
 
 
+def visible_count_for(config: RuntimeConfig, machine: Machine, function: str) -> int:
+    """How many cores nrt_init would give: NRT_INVALID / NRT_RESOURCE exactly where nrt_init fails."""
+    try:
+        check_cores_in_range(config, machine.total_cores)
+    except NrtError as exc:
+        raise fail(exc.status, "NRT", function, exc.message) from None
+    if config.visible_cores is not None:
+        return len(config.visible_cores)
+    if config.num_cores > machine.total_cores:
+        raise fail(NrtStatus.RESOURCE, "NRT", function,
+                   f"Logical Neuron Core(s) not available - Requested:{config.num_cores} "
+                   f"Available:{machine.total_cores} Logical Core size {machine.lnc}: NEURON_RT_NUM_CORES="
+                   f"{config.num_cores} is more than the {machine.total_cores} NeuronCores of {machine.instance_type}")
+    return config.num_cores or machine.total_cores
+
+
+def read_config(environ: Mapping[str, str] | None, function: str) -> RuntimeConfig:
+    """Every NEURON_RT_*/NEURON_SIM_* variable parsed; a bad one is logged (default log settings) and raised."""
+    try:
+        return load_config(os.environ if environ is None else environ)
+    except NrtError as exc:
+        nrtlog.configure(None)
+        raise fail(exc.status, "NRT", function, exc.message) from None
+
+
+def build_machine(config: RuntimeConfig, function: str) -> Machine:
+    """The simulated machine the configuration names (catalog instance type or topology file)."""
+    try:
+        return select_machine(config.instance_type, config.topology_file, config.logical_nc_config)
+    except ValueError as exc:
+        raise fail(NrtStatus.INVALID, "NRT", function, str(exc)) from None
+
+
+def preview(environ: Mapping[str, str] | None, function: str) -> tuple[RuntimeConfig, Machine]:
+    """The configuration and machine nrt_init would use, without reserving anything (counts before init)."""
+    config = read_config(environ, function)
+    return config, build_machine(config, function)
+
+
 def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
     """nrt_init's work: parse the configuration, build the machine, reserve the cores, log as libnrt does."""
     fn = "nrt_init"
-    env = os.environ if environ is None else environ
-    try:
-        config = load_config(env)
-    except NrtError as exc:
-        nrtlog.configure(None)
-        raise fail(exc.status, "NRT", fn, exc.message) from None
+    config = read_config(environ, fn)
     nrtlog.configure(config)
     nrtlog.log_config_warnings(config)
-    try:
-        machine = select_machine(config.instance_type, config.topology_file, config.logical_nc_config)
-    except ValueError as exc:
-        raise fail(NrtStatus.INVALID, "NRT", fn, str(exc)) from None
+    machine = build_machine(config, fn)
     if not machine.devices:
         raise fail(NrtStatus.FAILURE, "TDRV", "tdrv_get_dev_info",
                    f"No neuron device available (the simulated machine {machine.instance_type} has no device)")
@@ -314,20 +351,16 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
                 f"Instance info:: device count:{len(machine.devices)} cores per device:"
                 f"{machine.cores_per_device} architecture:{machine.family}")
     visible = config.visible_cores
-    if visible is None and config.num_cores > machine.total_cores:
-        raise fail(NrtStatus.RESOURCE, "NRT", "nrt_allocate_neuron_cores",
-                   f"Logical Neuron Core(s) not available - Requested:{config.num_cores} "
-                   f"Available:{machine.total_cores} Logical Core size {machine.lnc}: NEURON_RT_NUM_CORES="
-                   f"{config.num_cores} is more than the {machine.total_cores} NeuronCores of {machine.instance_type}")
+    visible_count_for(config, machine, "nrt_allocate_neuron_cores")
     try:
         state_dir = default_state_dir(machine, {"NEURON_SIM_STATE_DIR": config.state_dir} if config.state_dir else {})
         reservation = reserve(state_dir, machine, visible=visible, num_cores=config.num_cores,
                               runtime_version=version)
     except CoresUnavailable as exc:
-        nrtlog.error("NRT", "nrt_allocate_neuron_cores", exc.message)
+        error = fail(exc.status, "NRT", "nrt_allocate_neuron_cores", exc.message)
         for line in exc.lines:
             nrtlog.error("NRT", "nrt_allocate_neuron_cores", line)
-        raise NrtError(exc.status, exc.message) from None
+        raise error from None
     except NrtError as exc:                       # state directory refused or unusable: say why and what to do
         raise fail(exc.status, "NRT", "nrt_allocate_neuron_cores", exc.message) from None
     except OSError as exc:

@@ -2,6 +2,8 @@
 
 Split in two so the async queue reuses it: ``prepare`` checks the tensor sets and binds numpy views
 (on the caller's thread), ``run`` computes and accounts simulated time (on whichever thread runs it).
+
+State owned here: ``CoreState.lock``, ``busy_until`` and ``stats`` (the per-core execution timeline).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import numpy as np
 
 from neuron_sim import nrtlog
 from neuron_sim.compute.ops import OutOfBoundsAccess
+from neuron_sim.nrtlog import fail
 from neuron_sim.runtime.core import Runtime
 from neuron_sim.runtime.models import Binding, Model, check_model, opaque_outputs
 from neuron_sim.runtime.tensors import Placement, Tensor, TensorSet
@@ -55,8 +58,7 @@ def _bind(rt: Runtime, model: Model, bindings: tuple[Binding, ...], tset: Tensor
 
 def _invalid(rt: Runtime, model: Model, message: str) -> NrtError:
     model.cores[0].stats["incorrect_input"] += 1
-    nrtlog.error("NRT", "nrt_execute", message)
-    return NrtError(NrtStatus.INVALID, message)
+    return fail(NrtStatus.INVALID, "NRT", "nrt_execute", message)
 
 
 def prepare(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> Prepared:

@@ -3,6 +3,8 @@
 A record is one JSON line. Anything that does not parse as the current format (truncated, binary, hand-edited,
 an older format) decodes to ``None``: the caller then reports the core's holder as unknown (pid 0, command "?")
 instead of failing, because a later process must never be broken by what an earlier one left on disk.
+
+State owned here: none in memory; the encoding of the holder record written into a lock file.
 """
 from __future__ import annotations
 

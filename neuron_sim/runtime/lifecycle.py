@@ -1,14 +1,19 @@
-"""The process's one runtime instance: uninitialised → initialised → closed (→ initialised again)."""
+"""The process's one runtime instance: uninitialised → initialised → closed (→ initialised again).
+
+State owned here: the live ``Runtime`` of the process and whether one was ever closed. Closing drains the
+async queue, unloads every model and then lets the Runtime return its own bytes and cores.
+"""
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
 
-from neuron_sim import nrtlog
+from neuron_sim.nrtlog import fail
 from neuron_sim.runtime.async_exec import ensure_queue
 from neuron_sim.runtime.core import Runtime, start_runtime
+from neuron_sim.runtime.models import unload_all
 from neuron_sim.runtime.publish import attach as publish_state
-from neuron_sim.status import NrtError, NrtStatus
+from neuron_sim.status import NrtStatus
 
 _lock = threading.Lock()
 _runtime: Runtime | None = None
@@ -20,9 +25,8 @@ def init(environ: Mapping[str, str] | None = None) -> Runtime:
     global _runtime
     with _lock:
         if _runtime is not None:
-            msg = "Neuron Runtime is already initialized in this process; call nrt_close() before nrt_init()"
-            nrtlog.error("NRT", "nrt_init", msg)
-            raise NrtError(NrtStatus.FAILURE, msg)
+            raise fail(NrtStatus.FAILURE, "NRT", "nrt_init",
+                       "Neuron Runtime is already initialized in this process; call nrt_close() before nrt_init()")
         rt = start_runtime(environ)
         ensure_queue(rt)
         rt.publisher = publish_state(rt)
@@ -30,15 +34,19 @@ def init(environ: Mapping[str, str] | None = None) -> Runtime:
         return rt
 
 
-def close() -> None:
-    """nrt_close: release everything; calling it when not initialised does nothing."""
+def close(only: Runtime | None = None) -> None:
+    """nrt_close: release everything; does nothing when not initialised (or when ``only`` is not the live one)."""
     global _runtime, _ever_closed
     with _lock:
-        rt, _runtime = _runtime, None
-        if rt is not None:
-            _ever_closed = True
-    if rt is not None:
-        rt.close()
+        rt = _runtime
+        if rt is None or (only is not None and rt is not only):
+            return
+        _runtime = None
+        _ever_closed = True
+    if rt.async_queue is not None:
+        rt.async_queue.shutdown()
+    unload_all(rt)
+    rt.close()
 
 
 def current(function: str) -> Runtime:
@@ -47,17 +55,20 @@ def current(function: str) -> Runtime:
     if rt is not None:
         return rt
     if _ever_closed:
-        msg = f"{function} called after nrt_close(); call nrt_init() first"
-        nrtlog.error("NRT", function, msg)
-        raise NrtError(NrtStatus.CLOSED, msg)
-    msg = f"{function} called before nrt_init()"
-    nrtlog.error("NRT", function, msg)
-    raise NrtError(NrtStatus.UNINITIALIZED, msg)
+        raise fail(NrtStatus.CLOSED, "NRT", function, f"{function} called after nrt_close(); call nrt_init() first")
+    raise fail(NrtStatus.UNINITIALIZED, "NRT", function, f"{function} called before nrt_init()")
 
 
 def peek() -> Runtime | None:
     """The live runtime or None, without logging."""
     return _runtime
+
+
+def state() -> str:
+    """``"initialized"``, ``"closed"`` (after nrt_close) or ``"uninitialized"``."""
+    if _runtime is not None:
+        return "initialized"
+    return "closed" if _ever_closed else "uninitialized"
 
 
 def reset_for_tests() -> None:

@@ -15,6 +15,8 @@ created 0700 and refused when it is a symlink, owned by another user, or writabl
 Garbage *content* never stops the lock from working: a regular file we may not write is locked through a read-only
 descriptor (its record cannot be written, so its holder lists as unknown, or as the last holder that could write
 it); a file we own but may not read or write gets its normal mode back (0o666 less the umask).
+
+State owned here: none in memory; the lock files of the state directory and their descriptors.
 """
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ Capacities come from the hardware catalog. A request that does not fit raises ``
 (NRT_RESOURCE) carrying the runtime's out-of-memory log: the failed allocation and the usage table
 of the HBM bank (spec §2.4). With a MemoryLedger (every runtime has one) the bank is machine-wide: bytes other
 processes hold on the same bank count against it, and an OOM they cause names them (docs/memory.md).
+
+State owned here: the bytes accounted per HBM bank, category, core and NEFF (``DeviceMemory``).
 """
 from __future__ import annotations
 

@@ -7,10 +7,18 @@ Decisions where the spec is silent (see README "Runtime decisions"):
 - each core a model occupies is charged its share of the NEFF's code and constants, 1 MiB of DMA
   rings, and the shared scratchpad of the core grows (in 512 MB pages) to the largest need;
 - with NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS the constants of one NEFF are stored once per HBM bank.
+
+State owned here: each runtime's ``ModelTable`` (loaded models by id, the id counter, shared constant
+copies, cached durations), each ``Model``, and the ``models`` and ``scratchpad`` fields of ``CoreState``.
 """
 from __future__ import annotations
 
+import itertools
+import threading
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,10 +28,13 @@ from neuron_sim.compute.interpreter import CompiledGraph
 from neuron_sim.dtypes import numpy_dtype
 from neuron_sim.neff.errors import NeffError
 from neuron_sim.neff.reader import Neff, read_neff
-from neuron_sim.runtime.core import CoreState, Runtime, fail
+from neuron_sim.nrtlog import fail
 from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
 from neuron_sim.runtime.references import find_reference
 from neuron_sim.status import NrtError, NrtStatus
+
+if TYPE_CHECKING:
+    from neuron_sim.runtime.core import CoreState, Runtime
 
 DMA_RING_BYTES = 1 << 20          # per model per core (assumption: io rings of a small model)
 GENERATION_ORDER = {"v1": 1, "v2": 2, "v3": 3, "v4": 4}
@@ -68,6 +79,34 @@ class Model:
         return f"<Model {self.id} {self.name!r} on NC {self.start_vnc}-{self.start_vnc + len(self.cores) - 1}>"
 
 
+@dataclass(eq=False)
+class ModelTable:
+    """One runtime's models: loaded ones by id, shared constant copies per HBM bank, cached durations."""
+
+    ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
+    by_id: dict[int, Model] = field(default_factory=dict)
+    shared_constants: dict = field(default_factory=dict)
+    duration_cache: dict = field(default_factory=dict)
+
+
+_tables: "weakref.WeakKeyDictionary[Runtime, ModelTable]" = weakref.WeakKeyDictionary()
+_tables_lock = threading.Lock()
+
+
+def table(rt: Runtime) -> ModelTable:
+    """The model table of ``rt`` (created with its first model; dropped with the runtime)."""
+    tab = _tables.get(rt)
+    if tab is None:
+        with _tables_lock:
+            tab = _tables.setdefault(rt, ModelTable())
+    return tab
+
+
+def loaded(rt: Runtime) -> list[Model]:
+    """The models loaded in ``rt``, in load order."""
+    return list(table(rt).by_id.values())
+
+
 def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = None) -> Model:
     """Read and check a NEFF, place it, account its memory and prepare its execution (``source`` names it in logs)."""
     fn = "nrt_load"
@@ -84,10 +123,11 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
     _check_architecture(rt, neff)
     _check_lnc(rt, neff)
     compiled = _compile(neff)
+    tab = table(rt)
     with rt.lock:                      # placement and accounting are one step: concurrent loads never collide
         start = _place(rt, neff, vnc)
         cores = tuple(rt.cores[start:start + neff.num_cores])
-        model_id = next(rt.model_ids)
+        model_id = next(tab.ids)
         rt.memory.neff_names[model_id] = neff.name
         model = Model(model_id, neff, start, cores, _bindings(neff.inputs), _bindings(neff.outputs),
                       compiled, 0.0)
@@ -99,7 +139,7 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
             raise _load_failed(NrtStatus.RESOURCE, exc.message, neff.name) from None
         for cs in cores:
             cs.models += 1
-        rt.models[model_id] = model
+        tab.by_id[model_id] = model
         _update_durations(rt, model)
     nrtlog.info("NRT", fn, f"Loaded NEFF {neff.name} as model {model_id} on NC {start}"
                 f"{'' if len(cores) == 1 else f'-{start + len(cores) - 1}'}")
@@ -117,7 +157,7 @@ def unload(rt: Runtime, model: Model) -> None:
             with cs.lock:
                 pass  # wait for a running execution on these cores to finish
         model.unloaded = True
-        rt.models.pop(model.id, None)
+        table(rt).by_id.pop(model.id, None)
         for cs in model.cores:
             cs.models -= 1
         _release_memory(rt, model)
@@ -128,7 +168,7 @@ def unload(rt: Runtime, model: Model) -> None:
 
 
 def unload_all(rt: Runtime) -> None:
-    for model in list(rt.models.values()):
+    for model in loaded(rt):
         unload(rt, model)
 
 
@@ -142,6 +182,7 @@ def check_model(rt: Runtime, model: object, function: str) -> Model:
 
 # ---- checks --------------------------------------------------------------------------------------------
 def _load_failed(status: NrtStatus, message: str, name: str) -> NrtError:
+    """The runtime's closing line of a failed load (the cause, ``message``, was logged before it)."""
     nrtlog.error("NMGR", "kmgr_load_nn_post_metrics", f"Failed to load NN: {name}, err: {int(status)}")
     return NrtError(status, message)
 
@@ -235,17 +276,18 @@ def _account(rt: Runtime, model: Model) -> None:
 def _share_constants(rt: Runtime, model: Model, cs: CoreState, nbytes: int) -> None:
     """One copy of a NEFF's constants per HBM bank, refcounted by the models using it."""
     key = (model.neff.uuid, model.neff.name, cs.core.device, cs.core.hbm_bank)
-    entry = rt.shared_constants.get(key)
+    shared = table(rt).shared_constants
+    entry = shared.get(key)
     if entry is None:
         alloc = rt.memory.allocate(cs.core, "constants", nbytes, model.id)
-        entry = rt.shared_constants[key] = {"alloc": alloc, "users": set()}
+        entry = shared[key] = {"alloc": alloc, "users": set()}
     entry["users"].add(model.id)
     model.shared_entries.append(entry)
 
 
 def _resize_scratchpad(rt: Runtime, cs: CoreState, extra: int = 0) -> None:
     """The shared scratchpad of a core is the largest need of its models, rounded up to whole pages."""
-    need = max([extra] + [m.neff.scratchpad_bytes for m in rt.models.values() if cs in m.cores])
+    need = max([extra] + [m.neff.scratchpad_bytes for m in loaded(rt) if cs in m.cores])
     page = rt.config.scratchpad_page_size_mb << 20   # NEURON_SCRATCHPAD_PAGE_SIZE
     size = _share(need, page) * page
     if cs.scratchpad is None:
@@ -262,12 +304,13 @@ def _release_memory(rt: Runtime, model: Model) -> None:
     for a in model.allocations:
         rt.memory.free(a)
     model.allocations.clear()
-    for key, entry in list(rt.shared_constants.items()):
+    shared = table(rt).shared_constants
+    for key, entry in list(shared.items()):
         if model.id in entry["users"]:
             entry["users"].discard(model.id)
             if not entry["users"]:
                 rt.memory.free(entry["alloc"])
-                del rt.shared_constants[key]
+                del shared[key]
 
 
 def sharers(model: Model) -> int:
@@ -278,7 +321,8 @@ def sharers(model: Model) -> int:
 def _update_durations(rt: Runtime, changed: Model) -> None:
     """Recompute simulated durations of the models whose weight sharing changed (bandwidth contention)."""
     ids = {changed.id}.union(*(e["users"] for e in changed.shared_entries))
-    for m in [rt.models.get(i) for i in ids]:
+    by_id = table(rt).by_id
+    for m in [by_id.get(i) for i in ids]:
         if m is not None and not m.unloaded:
             m.duration_s = _duration(rt, m, sharers(m))
 
@@ -286,7 +330,8 @@ def _update_durations(rt: Runtime, changed: Model) -> None:
 def _duration(rt: Runtime, m: Model, hbm_sharers: int) -> float:
     """Simulated seconds of one execution, cached per NEFF, core count and number of weight sharers."""
     key = (m.neff.uuid, m.neff.name, len(m.cores), hbm_sharers)
-    cached = rt.duration_cache.get(key)
+    cache = table(rt).duration_cache
+    cached = cache.get(key)
     if cached is None:
         gen = rt.machine.generation
         if m.neff.graph is not None:
@@ -295,7 +340,7 @@ def _duration(rt: Runtime, m: Model, hbm_sharers: int) -> float:
         else:
             io = sum(b.size for b in m.inputs + m.outputs) + m.neff.constants_bytes * hbm_sharers
             cached = gen.launch_cost_s + io / gen.hbm_bandwidth
-        rt.duration_cache[key] = cached
+        cache[key] = cached
     return cached
 
 
@@ -322,6 +367,5 @@ def opaque_outputs(model: Model, inputs: dict[str, np.ndarray], outputs: dict[st
     except Exception as exc:  # a user's function: any failure becomes the execution's status
         msg = (f"numpy reference registered for NEFF {model.name} failed: {exc}; it must return a dict of arrays "
                f"with the outputs' element counts ({', '.join(f'{b.name} {list(b.shape)}' for b in model.outputs)})")
-        nrtlog.error("NRT", "nrt_execute", msg)
-        raise NrtError(NrtStatus.FAILURE, msg) from None
+        raise fail(NrtStatus.FAILURE, "NRT", "nrt_execute", msg) from None
     return False

@@ -3,6 +3,8 @@
 Register a function keyed by the NEFF's name or uuid; executing such a model calls it with the input
 arrays and copies what it returns into the output tensors. Without one, outputs are filled with a
 sentinel byte and a warning is logged once per model.
+
+State owned here: the process-wide table of registered numpy references.
 """
 from __future__ import annotations
 

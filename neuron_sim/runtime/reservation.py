@@ -25,6 +25,8 @@ Decisions where the spec is silent:
   lock files found held, its logical_cores come from the records (the holder's own numbering).
 - A request that cannot be valid (range outside the machine, not contiguous, negative count) is NRT_INVALID with
   the reason, never NRT_RESOURCE.
+
+State owned here: this process's ``Reservation`` (the held lock files of its cores).
 """
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Tensors and tensor sets with nrt.h semantics: lazily materialised storage, refcounted slices, caller buffers."""
+"""Tensors and tensor sets with nrt.h semantics: lazily materialised storage, refcounted slices, caller buffers.
+
+State owned here: each ``Storage`` (its bytes and reference count) and each ``Tensor``'s cached views.
+``pending`` and ``completions`` of a Tensor are changed by async_exec under the runtime's ``tensor_cv``.
+"""
 from __future__ import annotations
 
 import threading
@@ -99,6 +103,15 @@ class Tensor:
             v = self.bytes_view().view(dtype).reshape(shape)
             self._views[key] = v
         return v
+
+    def free(self) -> None:
+        """Mark freed and drop this tensor's reference to its storage (the last one returns the device bytes)."""
+        if self.freed:
+            return
+        self.freed = True
+        if self.storage is not None:
+            self.storage.release()
+        self.drop_views()
 
     def drop_views(self) -> None:
         self._views.clear()

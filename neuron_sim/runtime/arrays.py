@@ -1,0 +1,198 @@
+"""numpy in, numpy out: a model called with arrays, safe from many threads at once.
+
+Each call takes an input/output tensor pair from the model's pool (allocating one when every pair is in
+use), converts the arrays into it, executes and copies the outputs out; so concurrent calls never share
+tensors, and a pair in use is never freed under a call. An async submission allocates its own pair and
+frees it when the request completes (its device memory is held exactly while it is in flight). Unloading the model closes its pool: idle pairs
+are freed at once, pairs in use when their call returns; a call on an unloaded model is
+NRT_INVALID_HANDLE (from execute's own check).
+
+Input conversion (the Pythonic face's documented rule): an array of the model's dtype is used as is;
+otherwise an integer or float array converts to a float input when every finite value stays finite, and an
+integer array to an integer input when every value is in range. Everything else — bool, complex, float to
+integer, strings, objects, values out of range — is NRT_INVALID naming the input: never a silent cast.
+
+State owned here: the pool of tensor pairs of each model called with arrays.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from neuron_sim.dtypes import dtype_name
+from neuron_sim.nrtlog import fail
+from neuron_sim.runtime import execution
+from neuron_sim.runtime.core import Runtime
+from neuron_sim.runtime.models import Binding, Model, check_model
+from neuron_sim.runtime.tensors import Placement, TensorSet
+from neuron_sim.status import NrtStatus
+
+Pair = tuple[TensorSet, TensorSet]
+_FN = "nrt_execute"
+
+
+class _Pool:
+    """Idle tensor pairs of one model; closed when the model is unloaded."""
+
+    __slots__ = ("idle", "closed", "lock")
+
+    def __init__(self) -> None:
+        self.idle: list[Pair] = []
+        self.closed = False
+        self.lock = threading.Lock()
+
+
+_pools: "weakref.WeakKeyDictionary[Model, _Pool]" = weakref.WeakKeyDictionary()
+_pools_lock = threading.Lock()
+
+
+def _pool(model: Model) -> _Pool:
+    pool = _pools.get(model)
+    if pool is None:
+        with _pools_lock:
+            pool = _pools.setdefault(model, _Pool())
+    return pool
+
+
+def _take(rt: Runtime, model: Model) -> Pair:
+    pool = _pool(model)
+    with pool.lock:
+        if pool.idle:
+            return pool.idle.pop()
+    return _allocate(rt, model)
+
+
+def _allocate(rt: Runtime, model: Model) -> Pair:
+    ins, outs = TensorSet(), TensorSet()
+    vnc = model.start_vnc
+    try:
+        for b in model.inputs:
+            ins[b.name] = rt.tensor_allocate(Placement.DEVICE, vnc, b.size, b.name)
+        for b in model.outputs:
+            outs[b.name] = rt.tensor_allocate(Placement.DEVICE, vnc, b.size, b.name)
+    except BaseException:
+        _free_pair(rt, (ins, outs))
+        raise
+    return ins, outs
+
+
+def _give(rt: Runtime, model: Model, pair: Pair) -> None:
+    pool = _pool(model)
+    with pool.lock:
+        if not pool.closed:
+            pool.idle.append(pair)
+            return
+    _free_pair(rt, pair)
+
+
+def _free_pair(rt: Runtime, pair: Pair) -> None:
+    for tset in pair:
+        for t in tset.values():
+            rt.tensor_free(t)
+
+
+def release(rt: Runtime, model: Model) -> None:
+    """The model is being unloaded: free its idle pairs now, the others when their calls return."""
+    pool = _pool(model)
+    with pool.lock:
+        pool.closed = True
+        idle, pool.idle = pool.idle, []
+    for pair in idle:
+        _free_pair(rt, pair)
+
+
+def convert(model: Model, b: Binding, value: Any) -> np.ndarray:
+    """``value`` as an array of input ``b``'s dtype and shape, or NRT_INVALID naming the input and the rule."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise fail(NrtStatus.INVALID, "NRT", _FN, f"input '{b.name}' of model {model.name} is not an array: "
+                                                  f"{exc}") from None
+    if arr.shape != b.shape:
+        raise fail(NrtStatus.INVALID, "NRT", _FN, f"input '{b.name}' has shape {list(arr.shape)}, model "
+                                                  f"{model.name} expects {list(b.shape)}")
+    if arr.dtype == b.dtype:
+        return arr
+    want = dtype_name(b.dtype)
+    src_kind, to_float = arr.dtype.kind, b.dtype.kind in "fV"
+    if src_kind not in "iuf" and not (src_kind == "V" and _is_float(arr.dtype)) or (src_kind in "fV" and not to_float):
+        raise fail(NrtStatus.INVALID, "NRT", _FN,
+                   f"input '{b.name}' of model {model.name} is {arr.dtype}, which does not convert safely to {want}: "
+                   "pass an array of the model's dtype, or integers/floats for a float input, integers for an "
+                   "integer input")
+    with np.errstate(all="ignore"):
+        out = arr.astype(b.dtype)
+    if to_float:
+        lost = ~np.isfinite(out.astype(np.float32)) & np.isfinite(arr.astype(np.float64))
+    else:
+        info = np.iinfo(b.dtype)
+        lost = (arr < info.min) | (arr > info.max)
+    if lost.any():
+        bad = arr[lost].reshape(-1)[0]
+        raise fail(NrtStatus.INVALID, "NRT", _FN,
+                   f"input '{b.name}' of model {model.name} holds {bad!r}, out of range of {want}: pass values "
+                   f"the model's dtype can hold")
+    return out
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    try:
+        return dtype_name(dtype) in ("bfloat16", "float8_e3m4", "float8_e4m3", "float8_e5m2")
+    except ValueError:
+        return False
+
+
+def _bind(model: Model, arrays: Mapping[str, Any], ins: TensorSet) -> None:
+    names = {b.name for b in model.inputs}
+    unknown = [k for k in arrays if k not in names]
+    if unknown:
+        raise fail(NrtStatus.INVALID, "NRT", _FN, f"model {model.name} has no input(s) {sorted(map(str, unknown))}; "
+                                                  f"inputs are {[b.name for b in model.inputs]}")
+    for b in model.inputs:
+        if b.name not in arrays:
+            raise fail(NrtStatus.INVALID, "NRT", _FN, f"missing input '{b.name}' ({dtype_name(b.dtype)} "
+                                                      f"{list(b.shape)}) for model {model.name}")
+        ins[b.name].view(b.dtype, b.shape)[...] = convert(model, b, arrays[b.name])
+
+
+def _outputs(model: Model, outs: TensorSet) -> dict[str, np.ndarray]:
+    return {b.name: outs[b.name].view(b.dtype, b.shape).copy() for b in model.outputs}
+
+
+def run(rt: Runtime, model: Model, arrays: Mapping[str, Any]) -> tuple[NrtStatus, dict[str, np.ndarray]]:
+    """Execute once on numpy inputs; returns the status (SUCCESS or NUM_ERR) and copies of the outputs."""
+    check_model(rt, model, _FN)
+    pair = _take(rt, model)
+    try:
+        _bind(model, arrays, pair[0])
+        status = execution.execute(rt, model, *pair)
+        return status, _outputs(model, pair[1])
+    finally:
+        _give(rt, model, pair)
+
+
+def submit(rt: Runtime, model: Model, arrays: Mapping[str, Any],
+           on_done: Callable[[int, dict[str, np.ndarray]], Any]) -> None:
+    """Enqueue one async execution on numpy inputs; ``on_done(status, outputs)`` runs when it completes."""
+    check_model(rt, model, _FN)
+    queue = rt.async_queue
+    if queue is None:
+        raise fail(NrtStatus.INVALID, "NRT", _FN, "async execution is off: set NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_"
+                                                  "REQUESTS to a queue depth > 0 before the runtime starts")
+    pair = _allocate(rt, model)        # a request's tensors live exactly as long as the request (as its memory)
+
+    def done(status: int) -> None:
+        outputs = _outputs(model, pair[1])
+        _free_pair(rt, pair)
+        on_done(status, outputs)
+
+    try:
+        _bind(model, arrays, pair[0])
+        queue.submit(model, *pair, on_done=done)
+    except BaseException:
+        _free_pair(rt, pair)
+        raise
