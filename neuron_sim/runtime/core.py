@@ -14,6 +14,7 @@ from neuron_sim import nrtlog
 from neuron_sim.config import RuntimeConfig, check_cores_in_range, load_config, runtime_version_string
 from neuron_sim.hardware.model import LogicalCore, Machine
 from neuron_sim.hardware.select import select_machine
+from neuron_sim.runtime import faults
 from neuron_sim.runtime.clock import make_clock
 from neuron_sim.runtime.memory import DeviceMemory, OutOfDeviceMemory
 from neuron_sim.runtime.reservation import CoresUnavailable, Reservation, default_state_dir, reserve
@@ -106,6 +107,7 @@ class Runtime:
         label = name or "tensor"
         if placement is Placement.DEVICE:
             cs = self.core_state(vnc, fn)
+            if faults.active is not None: faults.active.hit("tensor_allocate", (cs,))  # noqa: E701
             try:
                 alloc = self.memory.allocate(cs.core, "tensors", size)
             except OutOfDeviceMemory as exc:

@@ -5,6 +5,7 @@ import threading
 from collections.abc import Mapping
 
 from neuron_sim import nrtlog
+from neuron_sim.runtime import faults
 from neuron_sim.runtime.async_exec import ensure_queue
 from neuron_sim.runtime.core import Runtime, start_runtime
 from neuron_sim.status import NrtError, NrtStatus
@@ -23,6 +24,12 @@ def init(environ: Mapping[str, str] | None = None) -> Runtime:
             nrtlog.error("NRT", "nrt_init", msg)
             raise NrtError(NrtStatus.FAILURE, msg)
         rt = start_runtime(environ)
+        try:
+            faults.start(rt)
+        except NrtError:
+            faults.stop()
+            rt.close()
+            raise
         ensure_queue(rt)
         _runtime = rt
         return rt
@@ -37,6 +44,7 @@ def close() -> None:
             _ever_closed = True
     if rt is not None:
         rt.close()
+        faults.stop()
 
 
 def current(function: str) -> Runtime:
@@ -58,8 +66,8 @@ def peek() -> Runtime | None:
     return _runtime
 
 
-def reset_for_tests() -> None:
-    """Close any runtime and forget that one was ever closed (test isolation)."""
+def reset() -> None:
+    """Close any runtime and return to the never-initialised state (neuron_sim.testing.emulate uses it)."""
     global _ever_closed
     close()
     _ever_closed = False
