@@ -11,10 +11,10 @@ import os
 import sys
 from types import ModuleType
 
-from neuron_sim.cli import demo, ls, neff_cmd
+from neuron_sim.cli import demo, faults_cmd, ls, neff_cmd
 
 PROG = "neuron-sim"
-SUBCOMMANDS: tuple[ModuleType, ...] = (demo, ls, neff_cmd)
+SUBCOMMANDS: tuple[ModuleType, ...] = (demo, ls, neff_cmd, faults_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -96,40 +96,46 @@ class Injector:
                 fault = self.lost.get(cs.core.device)
                 if fault is not None:
                     raise _device_unavailable(call, cs, fault)
-        planned = self.by_call.get(call)
-        if planned:
+        planned = self.by_call.get(call, ())
+        if call in DEVICE_CALLS:
+            planned = self.by_call.get("device_lost", ()) + planned
+        tripped = None
+        with self.lock:                      # every matching fault counts the call; the first to trip fails it
             for f in planned:
-                if _matches(f, cores, neff) and self._trips(f):
-                    self.events.append((call, f.id, "NRT_" + f.status.name, cores[0].core.device if cores else -1))
-                    raise _inject(f, call, cores, neff)
-        planned = self.by_call.get("device_lost") if call in DEVICE_CALLS else None
-        if planned:
-            for f in planned:
-                hit = next((cs for cs in cores if cs.core.device == f.device), None)
-                if hit is not None and _matches(f, cores, neff) and self._trips(f):
-                    self.lost[f.device] = f
-                    self.events.append((call, f.id, "NRT_HW_ERROR", f.device))
-                    _publish()
-                    raise _device_fell_off(call, hit, f)
+                if _matches(f, cores, neff) and self._count(f, tripped is None) and tripped is None:
+                    tripped = f
+        if tripped is None:
+            return
+        device = cores[0].core.device if cores else -1
+        if tripped.call != "device_lost":
+            self.events.append((call, tripped.id, "NRT_" + tripped.status.name, device))
+            raise _inject(tripped, call, cores, neff)
+        hit = next(cs for cs in cores if cs.core.device == tripped.device)
+        self.lost[tripped.device] = tripped
+        self.events.append((call, tripped.id, "NRT_HW_ERROR", tripped.device))
+        _publish()
+        raise _device_fell_off(call, hit, tripped)
 
-    def _trips(self, f: Fault) -> bool:
-        with self.lock:
-            t = self.triggers.get(f.uid)
-            if t is None:
-                t = self.triggers[f.uid] = _Trigger(f.seed)
-            t.count += 1
-            if t.fired:
-                return f.sticky
-            if t.count < f.nth or (f.probability < 1.0 and t.rng.random() >= f.probability):
-                return False
-            t.fired = True
-            return True
+    def _count(self, f: Fault, may_trip: bool) -> bool:
+        """Count one matching call; True when the fault fails it (``may_trip`` False: only count)."""
+        t = self.triggers.get(f.uid)
+        if t is None:
+            t = self.triggers[f.uid] = _Trigger(f.seed)
+        t.count += 1
+        if not may_trip:
+            return False
+        if t.fired:
+            return f.sticky
+        if t.count < f.nth or (f.probability < 1.0 and t.rng.random() >= f.probability):
+            return False
+        t.fired = True
+        return True
 
 
 def _matches(f: Fault, cores: Sequence[Any], neff: Any) -> bool:
     if f.core is not None and not any(cs.core.global_id == f.core for cs in cores):
         return False
-    if f.device is not None and f.call != "device_lost" and not any(cs.core.device == f.device for cs in cores):
+    if f.device is not None and not any(cs.core.device == f.device for cs in cores):
         return False
     if f.model is not None and (neff is None or f.model not in (neff.name, neff.uuid)):
         return False
