@@ -10,6 +10,8 @@ from hypothesis import settings
 settings.register_profile("neuron_sim", derandomize=True, deadline=None, print_blob=True)
 settings.load_profile("neuron_sim")
 
+pytest_plugins = ["pytester"]
+
 REPO = Path(__file__).resolve().parent.parent
 NEFFS = REPO / "neffs"
 REAL_NEFFS = REPO.parent / "shared" / "realneffs"

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from neuron_sim.testing.emulate import emulate
-from neuron_sim.testing.machine import EmulatedMachine, FaultPlan
-from neuron_sim.testing.processes import NeuronProcess, holder_argv
+if TYPE_CHECKING:      # the runtime is imported when a fixture is first used, not when pytest starts
+    from neuron_sim.testing.machine import EmulatedMachine, FaultPlan
 
 SHARED_DIR_NAME = "neuron_sim-shared-machine"
 
@@ -46,7 +45,7 @@ def _shared_state_dir(factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture
-def neuron_machine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedMachine]:
+def neuron_machine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator["EmulatedMachine"]:
     """An isolated simulated machine: private state directory, NEURON_* environment set and restored."""
     marker = request.node.get_closest_marker("neuron")
     options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
@@ -59,12 +58,13 @@ def neuron_machine(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     instance_type = (getattr(request, "param", None) or options.get("instance_type")
                      or request.config.getoption("neuron_instance_type"))
     state_dir = _shared_state_dir(tmp_path_factory) if options.get("shared") else None
+    from neuron_sim.testing.emulate import emulate
     with emulate(instance_type, options.get("env"), state_dir, options.get("clock", "virtual")) as machine:
         yield machine
 
 
 @pytest.fixture
-def nrt(neuron_machine: EmulatedMachine) -> Iterator[Any]:
+def nrt(neuron_machine: "EmulatedMachine") -> Iterator[Any]:
     """The flat libnrt face (``neuron_sim.nrt``) after a successful nrt_init; nrt_close afterwards."""
     from neuron_sim import nrt as flat
     status = flat.nrt_init(flat.NRT_FRAMEWORK_TYPE_NO_FW, "", "")
@@ -76,7 +76,7 @@ def nrt(neuron_machine: EmulatedMachine) -> Iterator[Any]:
 
 
 @pytest.fixture
-def neuron_runtime(neuron_machine: EmulatedMachine) -> Iterator[Any]:
+def neuron_runtime(neuron_machine: "EmulatedMachine") -> Iterator[Any]:
     """A started ``neuron_sim.Runtime`` on the test's machine; closed afterwards."""
     from neuron_sim import Runtime
     with Runtime() as rt:
@@ -84,7 +84,7 @@ def neuron_runtime(neuron_machine: EmulatedMachine) -> Iterator[Any]:
 
 
 @pytest.fixture
-def neuron_faults(neuron_machine: EmulatedMachine) -> Iterator[FaultPlan]:
+def neuron_faults(neuron_machine: "EmulatedMachine") -> Iterator["FaultPlan"]:
     """The machine's fault plan: ``neuron_faults.add("execute", "NRT_TIMEOUT", nth=2)``; cleared afterwards."""
     plan = neuron_machine.faults
     before = {f.id for f in plan.list()}
@@ -95,9 +95,10 @@ def neuron_faults(neuron_machine: EmulatedMachine) -> Iterator[FaultPlan]:
 
 
 @pytest.fixture
-def neuron_process(neuron_machine: EmulatedMachine) -> Iterator[Any]:
+def neuron_process(neuron_machine: "EmulatedMachine") -> Iterator[Any]:
     """Start another real process on the machine: ``neuron_process(cores="0-1")`` holds those cores until
     the test ends; ``neuron_process(argv=[...])`` runs your own command with the machine's environment."""
+    from neuron_sim.testing.processes import NeuronProcess, holder_argv
     started: list[NeuronProcess] = []
 
     def start(cores: str | None = None, num_cores: int | None = None, env: dict[str, str] | None = None,
