@@ -54,9 +54,15 @@ def test_other_process_holds_a_core(neuron_process, neuron_machine):
     assert nrt.nrt_init() == nrt.NRT_RESOURCE
     os.environ["NEURON_RT_VISIBLE_CORES"] = "1"
     assert nrt.nrt_init() == nrt.NRT_SUCCESS
+
+def test_own_command_on_the_machine(neuron_process, neuron_machine):
+    import sys
+    proc = neuron_process(argv=[sys.executable, "-c", "import os; print(os.environ['NEURON_SIM_STATE_DIR'])"])
+    assert proc.popen.stdout.readline().strip() == str(neuron_machine.state_dir)
+    assert proc.stop() == 0
 ''')
     result = pytester.runpytest("--neuron-instance-type", "trn2.3xlarge", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
 
 
 def test_isolation_between_tests(pytester):

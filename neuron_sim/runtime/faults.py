@@ -17,6 +17,7 @@ import json
 import os
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,7 +55,7 @@ class Injector:
         self.state_dir: Path | None = None
         self.signature: tuple[int, int, int] | None = None
         self.generation: int | None = None
-        self.watcher: _Watcher | None = None
+        self.watching = False                       # a runtime is up: the watcher thread polls the plan
 
     # ---- plan -----------------------------------------------------------------------------------------
     def _rebuild(self) -> None:
@@ -178,8 +179,12 @@ def start(rt: Any) -> None:
         _state.machine_faults = ()
     _state.state_dir = state_dir
     _state.signature = None
-    _state.reload() if fault_store.signature(state_dir) is not None else _state._rebuild()
-    _state.watcher = _Watcher(_state)
+    if fault_store.signature(state_dir) is None:
+        _state._rebuild()
+    else:
+        _state.reload()
+    _state.watching = True
+    _ensure_watcher()
     if active is not None:
         active.hit("init", rt.cores)
 
@@ -193,9 +198,7 @@ def _stable_uid(f: Fault) -> Fault:
 
 def stop() -> None:
     """nrt_close: stop watching the machine plan (trigger state and fallen-off devices stay)."""
-    watcher, _state.watcher = _state.watcher, None
-    if watcher is not None:
-        watcher.stop()
+    _state.watching = False
 
 
 def refresh() -> None:
@@ -211,26 +214,27 @@ def reset() -> None:
     _publish()
 
 
-class _Watcher:
-    """A daemon thread re-reading the machine plan when its file changes."""
+_watcher: threading.Thread | None = None
 
-    def __init__(self, owner: Injector) -> None:
-        self.owner = owner
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="nrt-fault-plan", daemon=True)
-        self.thread.start()
 
-    def _loop(self) -> None:
-        while not self.stopped.wait(POLL_INTERVAL_S):
-            try:
-                self.owner.poll()
-            except Exception as exc:  # noqa: BLE001 - a watcher must never die on a bad file
-                nrtlog.warn_once(f"fault-watch {exc!r}", "NRT", "fault_plan", f"cannot read the fault plan: {exc!r}")
+def _ensure_watcher() -> None:
+    """One daemon thread per process (started again in a forked child) re-reads a changed machine plan."""
+    global _watcher
+    if _watcher is None or not _watcher.is_alive():
+        _watcher = threading.Thread(target=_watch, name="nrt-fault-plan", daemon=True)
+        _watcher.start()
 
-    def stop(self) -> None:
-        self.stopped.set()
-        if self.thread is not threading.current_thread():
-            self.thread.join()
+
+def _watch() -> None:
+    while True:
+        time.sleep(POLL_INTERVAL_S)
+        current = _state
+        if not current.watching:
+            continue
+        try:
+            current.poll()
+        except Exception as exc:  # noqa: BLE001 - the watcher must never die on a bad file
+            nrtlog.warn_once(f"fault-watch {exc!r}", "NRT", "fault_plan", f"cannot read the fault plan: {exc!r}")
 
 
 # ---- the injected failures: the runtime's lines, each marked as injected --------------------------------
