@@ -234,6 +234,47 @@ def test_seeded_probability_gives_the_same_sequence_every_run(machine):
     assert len(set(many)) > 1                                   # the seed matters
 
 
+PLAN = [{"call": "execute", "status": "NRT_EXEC_HW_ERR_NC_UE", "nth": 2, "core": 1, "model": "scale"},
+        {"call": "execute", "status": "NRT_TIMEOUT", "model": "other", "probability": 0.3, "seed": 5,
+         "sticky": True}]
+
+
+def statuses_flat(machine) -> dict[str, list[int]]:
+    start_flat()
+    on = {"core0": flat_model(scale_neff(), 0), "core1": flat_model(scale_neff(), 1),
+          "other": flat_model(scale_neff("other"), 2)}
+    try:
+        return {k: executes(*v, 12) for k, v in on.items()}
+    finally:
+        nrt.nrt_close()
+
+
+def statuses_pythonic(machine) -> dict[str, list[int]]:
+    def status(model) -> int:
+        try:
+            model(x=np.ones(4, np.float32))
+            return 0
+        except neuron_sim.NrtError as exc:
+            return int(exc.status)
+
+    with neuron_sim.Runtime() as rt:
+        on = {"core0": rt.load(scale_neff(), 0), "core1": rt.load(scale_neff(), 1),
+              "other": rt.load(scale_neff("other"), 2)}
+        return {k: [status(m) for _ in range(12)] for k, m in on.items()}
+
+
+def test_every_trigger_gives_the_same_sequence_through_both_faces(machine):
+    machine.faults.add_plan(PLAN)
+    flat = statuses_flat(machine)
+    faults.reset()                                 # a new process's counts
+    pythonic = statuses_pythonic(machine)
+    assert flat == pythonic
+    assert flat["core0"] == [0] * 12                                       # core filter
+    assert flat["core1"] == [0, 1202] + [0] * 10                           # nth, one-shot, model filter
+    tripped = flat["other"].index(5)                                       # seeded probability, sticky
+    assert tripped == 6 and flat["other"][tripped:] == [5] * (12 - tripped) and set(flat["other"][:tripped]) == {0}
+
+
 # ---- device falling off ---------------------------------------------------------------------------------
 def test_device_lost_trips_on_the_nth_call_touching_the_device(machine, capfd):
     machine.faults.add("device_lost", device=1, nth=2)
@@ -355,3 +396,38 @@ def test_plan_file_is_written_atomically_and_not_through_symlinks(machine, tmp_p
     with pytest.raises(FaultPlanError, match="damaged"):
         machine.faults.list()
     assert machine.faults.add("load", "NRT_FAILURE").id == 1   # a damaged plan is replaced by the next write
+
+
+# ---- the trigger state machine, without a runtime ------------------------------------------------------
+def _fake_cores(device: int = 0, core: int = 0):
+    from types import SimpleNamespace
+    return (SimpleNamespace(vnc=core, core=SimpleNamespace(device=device, global_id=core, local_id=core)),)
+
+
+def _failing_calls(fault, n: int) -> list[int]:
+    inj = faults.Injector()
+    inj.env_faults = (fault,)
+    inj._rebuild()
+    failed = []
+    for i in range(1, n + 1):
+        try:
+            inj.hit("execute", _fake_cores(), None)
+        except neuron_sim.NrtError:
+            failed.append(i)
+    return failed
+
+
+@given(nth=st.integers(1, 8), sticky=st.booleans(), p=st.sampled_from([1.0, 0.6, 0.25]),
+       seed=st.integers(0, 2**32), n=st.integers(1, 25))
+def test_trigger_rules(nth, sticky, p, seed, n):
+    fault = parse_fault({"call": "execute", "status": "NRT_TIMEOUT", "nth": nth, "sticky": sticky,
+                         "probability": p, "seed": seed})
+    failed = _failing_calls(fault, n)
+    assert failed == _failing_calls(fault, n)                     # same plan, same sequence
+    assert all(i >= nth for i in failed)
+    if failed and sticky:
+        assert failed == list(range(failed[0], n + 1))            # once tripped, every later call
+    if not sticky:
+        assert len(failed) <= 1                                   # one-shot
+    if p == 1.0:
+        assert failed[:1] == ([nth] if n >= nth else [])
