@@ -142,6 +142,6 @@ def test_hold_every_core(nrt, neuron_faults, i):
     time.sleep(0.2)                       # overlap with the other worker's tests
     assert [f.nth for f in neuron_faults.list()] == [99]
 ''')
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "-p", "no:hypothesispytest")
     result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines(["*2 workers*"])
