@@ -1,7 +1,6 @@
 """Shared fixtures: every test gets its own state directory and a fresh, closed runtime."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,26 +10,20 @@ from hypothesis import settings
 settings.register_profile("neuron_sim", derandomize=True, deadline=None, print_blob=True)
 settings.load_profile("neuron_sim")
 
+pytest_plugins = ["pytester"]
+
 REPO = Path(__file__).resolve().parent.parent
 NEFFS = REPO / "neffs"
 REAL_NEFFS = REPO.parent / "shared" / "realneffs"
 
-_PREFIXES = ("NEURON_RT_", "NEURON_SIM_", "NEURON_LOGICAL_NC_CONFIG", "NEURONCORE_GROUP_SIZES")
 
 
 @pytest.fixture(autouse=True)
-def isolated_runtime(tmp_path, monkeypatch):
+def isolated_runtime(tmp_path):
     """A private NEURON_SIM_STATE_DIR, no inherited NEURON_* settings, and no runtime left open."""
-    for name in [k for k in os.environ if k.startswith(_PREFIXES)]:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NEURON_SIM_STATE_DIR", str(tmp_path / "state"))
-    from neuron_sim import nrtlog
-    from neuron_sim.runtime import lifecycle
-    lifecycle.reset_for_tests()
-    nrtlog.configure(None)
-    yield
-    lifecycle.reset_for_tests()
-    nrtlog.configure(None)
+    from neuron_sim.testing import emulate
+    with emulate(state_dir=tmp_path / "state") as machine:
+        yield machine
 
 
 @pytest.fixture

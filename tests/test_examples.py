@@ -75,3 +75,13 @@ def test_async_pipelining(tmp_path):
     assert "inflight 3: NRT_SUCCESS NRT_SUCCESS NRT_SUCCESS" in r.stdout
     assert "inflight 8: " + " ".join(["NRT_SUCCESS"] * 5 + ["NRT_RESOURCE"] * 3) in r.stdout
     assert "3 requests in flight:" in r.stdout
+
+
+def test_ci_with_pytest_project(tmp_path):
+    """The example project's own tests (plugin fixtures, a plan file and neuron_faults) pass."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("NEURON_RT_", "NEURON_SIM_"))}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest"],
+                       env=base,
+                       cwd=REPO / "examples" / "ci_with_pytest", capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "6 passed" in r.stdout

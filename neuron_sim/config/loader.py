@@ -96,6 +96,7 @@ class RuntimeConfig:
     runtime_version: tuple[int, ...] = DEFAULT_RUNTIME_VERSION
     log_format: str = "text"
     fill: str = "zero"
+    faults: str | None = None
     warnings: tuple[str, ...] = ()
 
 
@@ -175,6 +176,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> RuntimeConfig:
         runtime_version=reader.version,
         log_format=reader.get("NEURON_SIM_LOG_FORMAT", lambda n, t: parse_choice(n, t, LOG_FORMATS), "text"),
         fill=reader.get("NEURON_SIM_FILL", lambda n, t: parse_choice(n, t, FILLS), "zero"),
+        faults=reader.get("NEURON_SIM_FAULTS", lambda n, t: parse_text(n, t, 1 << 20), None),
         warnings=tuple(reader.warnings),
     )
 

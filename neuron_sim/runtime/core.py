@@ -21,6 +21,7 @@ from neuron_sim.config import RuntimeConfig, check_cores_in_range, load_config, 
 from neuron_sim.nrtlog import fail
 from neuron_sim.hardware.model import LogicalCore, Machine
 from neuron_sim.hardware.select import select_machine
+from neuron_sim.runtime import faults
 from neuron_sim.runtime.clock import make_clock
 from neuron_sim.runtime.memory import DeviceMemory, OutOfDeviceMemory
 from neuron_sim.runtime.reservation import CoresUnavailable, Reservation, default_state_dir, reserve
@@ -109,6 +110,7 @@ class Runtime:
         label = tensor_name(name, fn) or "tensor"
         if placement is Placement.DEVICE:
             cs = self.core_state(vnc, fn)
+            if faults.active is not None: faults.active.hit("tensor_allocate", (cs,))  # noqa: E701
             try:
                 alloc = self.memory.allocate(cs.core, "tensors", size)
             except OutOfDeviceMemory as exc:

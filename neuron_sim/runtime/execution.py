@@ -14,6 +14,7 @@ import numpy as np
 from neuron_sim import nrtlog
 from neuron_sim.compute.ops import OutOfBoundsAccess
 from neuron_sim.nrtlog import fail
+from neuron_sim.runtime import faults
 from neuron_sim.runtime.core import Runtime
 from neuron_sim.runtime.models import Binding, Model, check_model, opaque_outputs
 from neuron_sim.runtime.tensors import Placement, Tensor, TensorSet
@@ -77,6 +78,7 @@ def run(rt: Runtime, req: Prepared) -> NrtStatus:
     """Execute a prepared request on its cores; returns SUCCESS or EXEC_COMPLETED_WITH_NUM_ERR, raises on error."""
     model = req.model
     cores = model.cores
+    if faults.active is not None: faults.active.hit("execute", cores, model.neff)  # noqa: E701
     for cs in cores:
         cs.lock.acquire()
     try:

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Mapping
 
 from neuron_sim.nrtlog import fail
+from neuron_sim.runtime import faults
 from neuron_sim.runtime.async_exec import ensure_queue
 from neuron_sim.runtime.core import Runtime, start_runtime
 from neuron_sim.runtime.models import unload_all
@@ -28,6 +29,12 @@ def init(environ: Mapping[str, str] | None = None) -> Runtime:
             raise fail(NrtStatus.FAILURE, "NRT", "nrt_init",
                        "Neuron Runtime is already initialized in this process; call nrt_close() before nrt_init()")
         rt = start_runtime(environ)
+        try:
+            faults.start(rt)
+        except NrtError:
+            faults.stop()
+            rt.close()
+            raise
         ensure_queue(rt)
         rt.publisher = publish_state(rt)
         _runtime = rt
@@ -47,6 +54,7 @@ def close(only: Runtime | None = None) -> None:
         rt.async_queue.shutdown()
     unload_all(rt)
     rt.close()
+    faults.stop()
 
 
 def current(function: str) -> Runtime:
@@ -71,8 +79,8 @@ def state() -> str:
     return "closed" if _ever_closed else "uninitialized"
 
 
-def reset_for_tests() -> None:
-    """Close any runtime and forget that one was ever closed (test isolation)."""
+def reset() -> None:
+    """Close any runtime and return to the never-initialised state (neuron_sim.testing.emulate uses it)."""
     global _ever_closed
     close()
     _ever_closed = False

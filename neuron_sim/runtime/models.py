@@ -29,6 +29,7 @@ from neuron_sim.dtypes import numpy_dtype
 from neuron_sim.neff.errors import NeffError
 from neuron_sim.neff.reader import Neff, read_neff
 from neuron_sim.nrtlog import fail
+from neuron_sim.runtime import faults
 from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
 from neuron_sim.runtime.references import find_reference
 from neuron_sim.status import NrtError, NrtStatus
@@ -127,6 +128,7 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
     with rt.lock:                      # placement and accounting are one step: concurrent loads never collide
         start = _place(rt, neff, vnc)
         cores = tuple(rt.cores[start:start + neff.num_cores])
+        if faults.active is not None: faults.active.hit("load", cores, neff)  # noqa: E701
         model_id = next(tab.ids)
         rt.memory.neff_names[model_id] = neff.name
         model = Model(model_id, neff, start, cores, _bindings(neff.inputs), _bindings(neff.outputs),

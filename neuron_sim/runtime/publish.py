@@ -26,6 +26,7 @@ from typing import Any
 
 from neuron_sim import nrtlog
 from neuron_sim.runtime.holder_records import process_command, process_start_time
+from neuron_sim.runtime.models import loaded as models_of
 from neuron_sim.runtime.lockfiles import LockFile, ensure_state_dir, is_held, try_lock_exclusive
 from neuron_sim.runtime.reservation import default_state_dir
 from neuron_sim.status import NrtError
@@ -83,7 +84,7 @@ def snapshot(rt: Any, identity: dict[str, Any], latency: dict[str, Any]) -> dict
             "memory_limit": rt.memory.core_limit(core),
         })
     models = []
-    for model in list(rt.models.values()):
+    for model in models_of(rt):
         if model.unloaded:
             continue
         models.append({

@@ -39,3 +39,16 @@ def find_reference(name: str, uuid: str) -> Reference | None:
     """The reference for a NEFF: by uuid first, then by name."""
     with _lock:
         return _references.get(uuid) or _references.get(name)
+
+
+def snapshot() -> dict[str, Reference]:
+    """A copy of the registry (neuron_sim.testing.emulate restores it on exit)."""
+    with _lock:
+        return dict(_references)
+
+
+def restore(saved: Mapping[str, Reference]) -> None:
+    """Replace the registry with a snapshot."""
+    with _lock:
+        _references.clear()
+        _references.update(saved)
