@@ -14,7 +14,7 @@ from neuron_sim.runtime.async_exec import ensure_queue
 from neuron_sim.runtime.core import Runtime, start_runtime
 from neuron_sim.runtime.models import unload_all
 from neuron_sim.runtime.publish import attach as publish_state
-from neuron_sim.status import NrtStatus
+from neuron_sim.status import NrtError, NrtStatus
 
 _lock = threading.Lock()
 _runtime: Runtime | None = None
