@@ -8,6 +8,7 @@ spread the instance's own vCPUs over them. inf1 has no published table: its 16-d
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -253,6 +254,12 @@ def build_machine(instance_type: str, lnc: int | None = None) -> Machine:
     spec = _SPECS.get(name)
     if spec is None:
         raise ValueError(f"unknown instance type {instance_type!r}; accepted: {', '.join(INSTANCE_TYPES)}")
+    return _assembled(name, lnc)
+
+
+@functools.lru_cache(maxsize=None)      # a Machine is immutable and nrt_init asks for one on every call
+def _assembled(name: str, lnc: int | None) -> Machine:
+    spec = _SPECS[name]
     return assemble_machine(name, spec.family, spec.size, spec.generation, _devices_for(spec), lnc)
 
 

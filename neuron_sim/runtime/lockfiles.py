@@ -255,16 +255,20 @@ def read_record(lock: LockFile) -> bytes:
 
 
 class AllocationLock:
-    """The namespace-wide mutex (blocking LOCK_EX on ``alloc.lock``) that makes find-and-take atomic."""
+    """The namespace-wide mutex (blocking LOCK_EX on ``alloc.lock``) that makes find-and-take atomic.
 
-    def __init__(self, state_dir: Path, name: str = ALLOCATION_LOCK_NAME) -> None:
+    ``shared=True`` takes LOCK_SH instead: many optimistic takers at once, excluded only by exclusive holders.
+    """
+
+    def __init__(self, state_dir: Path, name: str = ALLOCATION_LOCK_NAME, shared: bool = False) -> None:
         self._path = Path(state_dir) / name
         self._lock: LockFile | None = None
+        self._operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
 
     def __enter__(self) -> "AllocationLock":
         lock = open_for_locking(self._path)
         try:
-            fcntl.flock(lock.fd, fcntl.LOCK_EX)
+            fcntl.flock(lock.fd, self._operation)
         except OSError as exc:
             lock.close()
             raise _state_error(self._path, exc, "the state directory must be on a local filesystem") from exc

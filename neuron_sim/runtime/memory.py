@@ -82,6 +82,9 @@ class DeviceMemory:
             (d.index, b.index): _Bank(capacity=b.capacity) for d in machine.devices for b in d.hbm_banks
         }
         self.neff_names: dict[int, str] = {}
+        # bytes per (logical core id, category), kept current so stats never walk the allocations
+        self._by_core: dict[int, dict[str, int]] = {c.global_id: dict.fromkeys(CATEGORIES, 0)
+                                                    for c in machine.cores}
         self.ledger = (None if state_dir is None else
                        MemoryLedger(state_dir, {k: b.capacity for k, b in self._banks.items()}))
 
@@ -116,6 +119,7 @@ class DeviceMemory:
             alloc = Allocation(core.device, core.hbm_bank, core.global_id, category, nbytes, owner)
             bank.used += nbytes
             bank.allocations.add(alloc)
+            self._count(alloc, nbytes)
             return alloc
 
     def free(self, alloc: Allocation | None) -> None:
@@ -129,6 +133,7 @@ class DeviceMemory:
             bank = self._banks[(alloc.device, alloc.bank)]
             bank.used -= alloc.nbytes
             bank.allocations.discard(alloc)
+            self._count(alloc, -alloc.nbytes)
             self._release((alloc.device, alloc.bank), bank)
 
     def resize(self, alloc: Allocation, nbytes: int, core: LogicalCore) -> None:
@@ -142,14 +147,21 @@ class DeviceMemory:
                 self._reserve(core, alloc.category, (alloc.device, alloc.bank), bank, delta)
             bank.used += delta
             alloc.nbytes = nbytes
+            self._count(alloc, delta)
             if delta < 0:
                 self._release((alloc.device, alloc.bank), bank)
 
+    def _count(self, alloc: Allocation, delta: int) -> None:
+        per_core = self._by_core.get(alloc.core)
+        if per_core is None:
+            per_core = self._by_core[alloc.core] = dict.fromkeys(CATEGORIES, 0)
+        per_core[alloc.category] += delta
+
     def core_used(self, core: LogicalCore) -> int:
-        """Bytes attributed to one logical core."""
+        """Bytes attributed to one logical core (O(1): from the per-core counters, not the allocations)."""
         with self._lock:
-            bank = self._banks[(core.device, core.hbm_bank)]
-            return sum(a.nbytes for a in bank.allocations if a.core == core.global_id)
+            per_core = self._by_core.get(core.global_id)
+            return sum(per_core.values()) if per_core else 0
 
     def core_limit(self, core: LogicalCore) -> int:
         """Bytes the core may reach: its HBM bank's capacity less what other processes hold on that bank."""
@@ -163,12 +175,9 @@ class DeviceMemory:
 
     def usage_by_category(self, core: LogicalCore) -> dict[str, int]:
         """Bytes per category attributed to one core (for tools and tests)."""
-        out = {c: 0 for c in CATEGORIES}
         with self._lock:
-            for a in self._banks[(core.device, core.hbm_bank)].allocations:
-                if a.core == core.global_id:
-                    out[a.category] += a.nbytes
-        return out
+            per_core = self._by_core.get(core.global_id)
+            return dict(per_core) if per_core else dict.fromkeys(CATEGORIES, 0)
 
     def usage_table(self, device: int, bank_index: int) -> list[str]:
         """The runtime's ``Displaying Current Memory Utilization`` table for one HBM bank."""

@@ -35,6 +35,7 @@ from neuron_sim.runtime.references import find_reference
 from neuron_sim.status import NrtError, NrtStatus
 
 if TYPE_CHECKING:
+    from neuron_sim.hardware.model import Machine
     from neuron_sim.runtime.core import CoreState, Runtime
 
 DMA_RING_BYTES = 1 << 20          # per model per core (assumption: io rings of a small model)
@@ -62,11 +63,23 @@ class Model:
     inputs: tuple[Binding, ...]
     outputs: tuple[Binding, ...]
     compiled: CompiledGraph | None
-    duration_s: float
+    table: ModelTable                 # the runtime's table: its sharing generation dates the cached duration
     allocations: list[Allocation] = field(default_factory=list)
     shared_entries: list = field(default_factory=list)
     unloaded: bool = False
     warned_sentinel: bool = False
+    _duration: tuple[int, float] = (-1, 0.0)
+
+    @property
+    def duration_s(self) -> float:
+        """Simulated seconds of one execution; recomputed only after weight sharing changed (O(1) per unload)."""
+        generation, value = self._duration
+        tab = self.table
+        if generation != tab.generation:
+            generation = tab.generation
+            value = tab.duration(self)
+            self._duration = (generation, value)
+        return value
 
     @property
     def name(self) -> str:
@@ -84,10 +97,29 @@ class Model:
 class ModelTable:
     """One runtime's models: loaded ones by id, shared constant copies per HBM bank, cached durations."""
 
+    machine: Machine
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
     by_id: dict[int, Model] = field(default_factory=dict)
     shared_constants: dict = field(default_factory=dict)
     duration_cache: dict = field(default_factory=dict)
+    generation: int = 0               # bumped whenever weight sharing changes: cached durations are stale
+    scratch_needs: dict = field(default_factory=dict)   # vnc -> {scratchpad bytes: loaded models needing it}
+
+    def duration(self, m: Model) -> float:
+        """Simulated seconds of one execution, cached per NEFF, core count and number of weight sharers."""
+        hbm_sharers = sharers(m)
+        key = (m.neff.uuid, m.neff.name, len(m.cores), hbm_sharers)
+        cached = self.duration_cache.get(key)
+        if cached is None:
+            gen = self.machine.generation
+            if m.neff.graph is not None:
+                cached = estimate_duration(m.neff.graph, gen, cores=len(m.cores), lnc=self.machine.lnc,
+                                           hbm_sharers=hbm_sharers, weights=m.neff.weights)
+            else:
+                io = sum(b.size for b in m.inputs + m.outputs) + m.neff.constants_bytes * hbm_sharers
+                cached = gen.launch_cost_s + io / gen.hbm_bandwidth
+            self.duration_cache[key] = cached
+        return cached
 
 
 _tables: "weakref.WeakKeyDictionary[Runtime, ModelTable]" = weakref.WeakKeyDictionary()
@@ -99,7 +131,7 @@ def table(rt: Runtime) -> ModelTable:
     tab = _tables.get(rt)
     if tab is None:
         with _tables_lock:
-            tab = _tables.setdefault(rt, ModelTable())
+            tab = _tables.setdefault(rt, ModelTable(rt.machine))
     return tab
 
 
@@ -132,7 +164,7 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
         model_id = next(tab.ids)
         rt.memory.neff_names[model_id] = neff.name
         model = Model(model_id, neff, start, cores, _bindings(neff.inputs), _bindings(neff.outputs),
-                      compiled, 0.0)
+                      compiled, tab)
         try:
             _account(rt, model)
         except OutOfDeviceMemory as exc:
@@ -142,7 +174,8 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
         for cs in cores:
             cs.models += 1
         tab.by_id[model_id] = model
-        _update_durations(rt, model)
+        _needs_scratchpad(tab, model, +1)
+        tab.generation += 1
     nrtlog.info("NRT", fn, f"Loaded NEFF {neff.name} as model {model_id} on NC {start}"
                 f"{'' if len(cores) == 1 else f'-{start + len(cores) - 1}'}")
     return model
@@ -159,11 +192,13 @@ def unload(rt: Runtime, model: Model) -> None:
             with cs.lock:
                 pass  # wait for a running execution on these cores to finish
         model.unloaded = True
-        table(rt).by_id.pop(model.id, None)
+        tab = table(rt)
+        if tab.by_id.pop(model.id, None) is not None:
+            _needs_scratchpad(tab, model, -1)
         for cs in model.cores:
             cs.models -= 1
         _release_memory(rt, model)
-        _update_durations(rt, model)
+        tab.generation += 1
         if model.neff.scratchpad_bytes:
             for cs in model.cores:
                 _resize_scratchpad(rt, cs)
@@ -282,14 +317,14 @@ def _share_constants(rt: Runtime, model: Model, cs: CoreState, nbytes: int) -> N
     entry = shared.get(key)
     if entry is None:
         alloc = rt.memory.allocate(cs.core, "constants", nbytes, model.id)
-        entry = shared[key] = {"alloc": alloc, "users": set()}
+        entry = shared[key] = {"alloc": alloc, "users": set(), "key": key}
     entry["users"].add(model.id)
     model.shared_entries.append(entry)
 
 
 def _resize_scratchpad(rt: Runtime, cs: CoreState, extra: int = 0) -> None:
     """The shared scratchpad of a core is the largest need of its models, rounded up to whole pages."""
-    need = max([extra] + [m.neff.scratchpad_bytes for m in loaded(rt) if cs in m.cores])
+    need = max([extra, *(size for size, n in table(rt).scratch_needs.get(cs.vnc, {}).items() if n)])
     page = rt.config.scratchpad_page_size_mb << 20   # NEURON_SCRATCHPAD_PAGE_SIZE
     size = _share(need, page) * page
     if cs.scratchpad is None:
@@ -302,48 +337,33 @@ def _resize_scratchpad(rt: Runtime, cs: CoreState, extra: int = 0) -> None:
         rt.memory.resize(cs.scratchpad, size, cs.core)
 
 
+def _needs_scratchpad(tab: ModelTable, model: Model, delta: int) -> None:
+    """Count a loaded model's scratchpad need on each of its cores (the largest is found without a scan)."""
+    size = model.neff.scratchpad_bytes
+    if size:
+        for cs in model.cores:
+            needs = tab.scratch_needs.setdefault(cs.vnc, {})
+            needs[size] = needs.get(size, 0) + delta
+            if not needs[size]:
+                del needs[size]
+
+
 def _release_memory(rt: Runtime, model: Model) -> None:
     for a in model.allocations:
         rt.memory.free(a)
     model.allocations.clear()
     shared = table(rt).shared_constants
-    for key, entry in list(shared.items()):
+    for entry in model.shared_entries:
         if model.id in entry["users"]:
             entry["users"].discard(model.id)
             if not entry["users"]:
                 rt.memory.free(entry["alloc"])
-                del shared[key]
+                shared.pop(entry["key"], None)
 
 
 def sharers(model: Model) -> int:
     """How many loaded models read the same shared copy of this model's constants (1 without sharing)."""
     return max((len(e["users"]) for e in model.shared_entries), default=1)
-
-
-def _update_durations(rt: Runtime, changed: Model) -> None:
-    """Recompute simulated durations of the models whose weight sharing changed (bandwidth contention)."""
-    ids = {changed.id}.union(*(e["users"] for e in changed.shared_entries))
-    by_id = table(rt).by_id
-    for m in [by_id.get(i) for i in ids]:
-        if m is not None and not m.unloaded:
-            m.duration_s = _duration(rt, m, sharers(m))
-
-
-def _duration(rt: Runtime, m: Model, hbm_sharers: int) -> float:
-    """Simulated seconds of one execution, cached per NEFF, core count and number of weight sharers."""
-    key = (m.neff.uuid, m.neff.name, len(m.cores), hbm_sharers)
-    cache = table(rt).duration_cache
-    cached = cache.get(key)
-    if cached is None:
-        gen = rt.machine.generation
-        if m.neff.graph is not None:
-            cached = estimate_duration(m.neff.graph, gen, cores=len(m.cores), lnc=rt.machine.lnc,
-                                       hbm_sharers=hbm_sharers, weights=m.neff.weights)
-        else:
-            io = sum(b.size for b in m.inputs + m.outputs) + m.neff.constants_bytes * hbm_sharers
-            cached = gen.launch_cost_s + io / gen.hbm_bandwidth
-        cache[key] = cached
-    return cached
 
 
 def opaque_outputs(model: Model, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> bool:
