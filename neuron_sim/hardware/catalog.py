@@ -257,7 +257,7 @@ def build_machine(instance_type: str, lnc: int | None = None) -> Machine:
     return _assembled(name, lnc)
 
 
-@functools.lru_cache(maxsize=None)      # a Machine is immutable and nrt_init asks for one on every call
+@functools.lru_cache(maxsize=None, typed=True)   # a Machine is immutable and nrt_init asks for one on every call
 def _assembled(name: str, lnc: int | None) -> Machine:
     spec = _SPECS[name]
     return assemble_machine(name, spec.family, spec.size, spec.generation, _devices_for(spec), lnc)
