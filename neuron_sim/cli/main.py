@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from types import ModuleType
-
-from neuron_sim.cli import clib_cmd, demo, faults_cmd, neff_cmd
 
 PROG = "neuron-sim"
-SUBCOMMANDS: tuple[ModuleType, ...] = (demo, neff_cmd, clib_cmd, faults_cmd)
+# imported only when the parser is built, so `neuron-sim ls` loads neither numpy nor the runtime
+SUBCOMMANDS: tuple[str, ...] = ("neuron_sim.cli.demo", "neuron_sim.cli.neff_cmd", "neuron_sim.cli.clib_cmd",
+                                "neuron_sim.cli.faults_cmd")
 # look-alike tools with their own real command lines: ``neuron-sim ls ARGS`` is ``neuron-ls ARGS``
 TOOLS: dict[str, tuple[str, str]] = {
     "ls": ("neuron_sim.cli.ls", "list the simulated Neuron devices and the processes holding them (neuron-ls)"),
@@ -27,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog=PROG, description="Tools for the simulated Neuron machine.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in SUBCOMMANDS:
-        module.register(subparsers)
+    import importlib
+    for name in SUBCOMMANDS:
+        importlib.import_module(name).register(subparsers)
     for name, (_, summary) in TOOLS.items():
         subparsers.add_parser(name, help=summary, add_help=False)
     return parser

@@ -26,9 +26,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from neuron_sim import nrtlog
 from neuron_sim.runtime.holder_records import process_command, process_start_time
-from neuron_sim.runtime.models import loaded as models_of
 from neuron_sim.runtime.lockfiles import LockFile, ensure_state_dir, is_held, try_lock_exclusive
 from neuron_sim.runtime.reservation import default_state_dir
 from neuron_sim.status import NrtError
@@ -86,6 +84,7 @@ def snapshot(rt: Any, identity: dict[str, Any], latency: dict[str, Any]) -> dict
             "memory_limit": rt.memory.core_limit(core),
         })
     models = []
+    from neuron_sim.runtime.models import loaded as models_of   # runtime side only: readers (ls) skip numpy
     for model in models_of(rt):
         if model.unloaded:
             continue
@@ -161,6 +160,7 @@ class Publisher:
             except OSError as exc:
                 if not self._warned:
                     self._warned = True
+                    from neuron_sim import nrtlog
                     nrtlog.warn("NRT", "nrt_publish", f"Cannot publish runtime state in {self._state_dir} "
                                 f"({exc.strerror or exc}); neuron-ls/monitor/top will not see this process")
 
@@ -335,6 +335,7 @@ def attach(rt: Any) -> Publisher | None:
     try:
         return Publisher(rt, state_dir, process_tag(rt))
     except (OSError, NrtError) as exc:
+        from neuron_sim import nrtlog
         nrtlog.warn("NRT", "nrt_init", f"Cannot publish runtime state in {state_dir} ({getattr(exc, 'strerror', None) or exc}); "
                     "neuron-ls/monitor/top will not see this process")
         return None
