@@ -146,8 +146,13 @@ def nrt_close() -> None:
 
 
 def _machine_from_env():
-    config = load_config(os.environ)
-    return config, select_machine(config.instance_type, config.topology_file, config.logical_nc_config)
+    """Configuration and machine from the environment, for calls allowed before init; NRT_INVALID when bad."""
+    try:
+        config = load_config(os.environ)
+        return config, select_machine(config.instance_type, config.topology_file, config.logical_nc_config)
+    except ValueError as exc:
+        nrtlog.error("NRT", "nrt_init", str(exc))
+        raise NrtError(NrtStatus.INVALID, str(exc)) from None
 
 
 @_pair

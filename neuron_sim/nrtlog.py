@@ -33,6 +33,7 @@ from typing import Protocol
 import structlog
 
 from neuron_sim.config import ConfigError, RuntimeConfig, load_config
+from neuron_sim.regular_files import open_regular
 
 LEVELS: tuple[str, ...] = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 SYSLOG_ADDRESS = "/dev/log"
@@ -111,17 +112,34 @@ class _ConsoleSink:
 
 
 class _FileSink:
-    """Appends to one file, flushed per line."""
+    """Appends to one regular file (or the null device), flushed per line; the console takes over from a
+    file whose writes fail (a full disk), and a FIFO or other device is refused at open, never waited on."""
 
     def __init__(self, path: str) -> None:
-        self.handle = open(path, "a", encoding="utf-8", errors="backslashreplace")
+        fd = open_regular(path, "a log location", os.O_WRONLY | os.O_APPEND | os.O_CREAT, allow_null=True)
+        self.handle = os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
+        self.path = path
+        self.failed = False
 
     def write(self, level: str, line: str) -> None:
-        self.handle.write(line + "\n")
-        self.handle.flush()
+        if not self.failed:
+            try:
+                self.handle.write(line + "\n")
+                self.handle.flush()
+                return
+            except OSError as exc:
+                self.failed = True
+                _ConsoleSink().write("WARN", format_line(
+                    "WARN", "NRT", "log_write", f"writing log file {self.path} failed ({exc.strerror or exc}); "
+                    "logging to console", timestamp=datetime.now(), pid=os.getpid(), tid=threading.get_native_id()))
+        _ConsoleSink().write(level, line)
 
     def close(self) -> None:
-        self.handle.close()
+        try:
+            self.handle.close()
+        except OSError:
+            pass
+
 
 
 class _SyslogSink:

@@ -106,8 +106,13 @@ def _check_member_name(name: str) -> None:
         raise invalid(f"NEFF archive member name {name!r} is not a plain relative path")
 
 
+_ZERO_BLOCK = bytes(512)
+
+
 def _zero(view: memoryview) -> bool:
     """True when every byte of ``view`` is zero (no copy)."""
+    if len(view) == BLOCK:
+        return view == _ZERO_BLOCK
     return not np.frombuffer(view, dtype=np.uint8).any() if len(view) else True
 
 
@@ -170,6 +175,7 @@ def _inflate(chunks: Iterable[memoryview], max_bytes: int) -> bytearray:
     out = bytearray()
     finder = _EndFinder()
     trailing: list[memoryview] = []
+    limit = max_bytes
     try:
         for chunk in chunks:
             if dec.eof:
@@ -179,7 +185,8 @@ def _inflate(chunks: Iterable[memoryview], max_bytes: int) -> bytearray:
             while data and not dec.eof:
                 out += dec.decompress(data, INFLATE_STEP)
                 data = dec.unconsumed_tail
-                limit = finder.limit(out, max_bytes)
+                if len(out) > INFLATE_STEP:     # small archives are checked once, by parse_tar
+                    limit = finder.limit(out, max_bytes)
                 if len(out) > limit:
                     raise _too_large(limit, max_bytes)
             if dec.eof:

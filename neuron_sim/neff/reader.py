@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import stat
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from neuron_sim.neff.header import HEADER_SIZE, NeffHeader
 from neuron_sim.neff.metadata import IoTensor
 from neuron_sim.neff.package import (DEFAULT_MAX_ARCHIVE_BYTES, READ_STEP, digest_matches, hash_algorithm,
                                      iter_chunks, payload_digest, read_archive, stored_form)
+from neuron_sim.regular_files import open_regular
 
 SUPPORTED_FEATURE_BITS = (1 << 27) - 1      # bits 0-26 known to this runtime
 TOLERATED_FEATURE_BITS = 1 << 63            # never reported as "newer compiler"
@@ -279,18 +279,6 @@ def _read(header: NeffHeader, file_size: int, chunks: Callable[[], Iterable[memo
         constants_bytes=constants, code_bytes=code, scratchpad_bytes=scratch, hash_status=hash_status,
         members=tuple(sorted(members)), file_size=file_size,
     )
-
-
-def open_regular(path: str | os.PathLike, what: str) -> int:
-    """A read-only descriptor of a regular file (never blocks on a FIFO or device); OSError otherwise."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(0, f"{what} must be a regular file")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def read_neff_file(path: str | os.PathLike, **kw) -> Neff:
