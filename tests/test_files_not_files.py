@@ -55,8 +55,7 @@ def test_a_log_location_that_is_not_a_regular_file_falls_back_to_the_console(tmp
 def test_a_log_file_whose_writes_fail_falls_back_to_the_console(monkeypatch, capsys, tmp_path) -> None:
     from neuron_sim import nrtlog
     log = tmp_path / "nrt.log"
-    monkeypatch.setenv("NEURON_RT_LOG_LOCATION_NRT", str(log))
-    monkeypatch.setenv("NEURON_RT_LOG_LEVEL", "INFO")
+    monkeypatch.setenv("NEURON_RT_LOG_LOCATION_NEFF", str(log))
     assert nrt.nrt_init() == nrt.NRT_SUCCESS
     sink = nrtlog._current().sinks["file:" + str(log)]
     sink.handle.close()
