@@ -15,6 +15,7 @@ Decisions where the Neuron sources are silent:
 - ``NEURON_SIM_LOG_FORMAT=json`` writes one JSON object per line with keys timestamp (ISO 8601 local time
   with UTC offset), pid, tid, level, module, function, message.
 - Modules without their own NEURON_RT_LOG_LEVEL_<C>/NEURON_RT_LOG_LOCATION_<C> use the global settings.
+- ``notice`` writes a WARN line whatever the level, unless the module is QUIET.
 - ``warn_once`` keys are forgotten on every ``configure`` (each nrt_init starts afresh, as a new runtime would).
 - Before the first ``configure`` call, the first log call configures from os.environ, leniently: a malformed
   logging variable is skipped (nrt_init reports it as an error later) rather than breaking logging.
@@ -345,6 +346,17 @@ def warn_once(key: str, module: str, function: str, message: str) -> None:
             return
         _once.add(key)
     log("WARN", module, function, message)
+
+
+def notice(module: str, function: str, message: str) -> None:
+    """A WARN line shown even at the default ERROR level (only QUIET hides it): for results that look
+    successful but are not real, which a user must not miss."""
+    with _lock:
+        state = _current()
+        if state.threshold(module) >= _QUIET:
+            return
+        logger = state.loggers.get(module, state.default_logger)
+        logger.warn(message, level="WARN", module=module, function=function)
 
 
 def log_config_warnings(config: RuntimeConfig) -> None:

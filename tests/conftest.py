@@ -13,7 +13,8 @@ settings.load_profile("neuron_sim")
 
 REPO = Path(__file__).resolve().parent.parent
 NEFFS = REPO / "neffs"
-REAL_NEFFS = REPO.parent / "shared" / "realneffs"
+REAL_NEFFS = next((p for p in (REPO.parent / "shared" / "realneffs", Path("/work/shared/realneffs"))
+                   if (p / "matmul_small.neff").is_file()), REPO.parent / "shared" / "realneffs")
 
 _PREFIXES = ("NEURON_RT_", "NEURON_SIM_", "NEURON_LOGICAL_NC_CONFIG", "NEURONCORE_GROUP_SIZES")
 

@@ -246,3 +246,22 @@ def test_twenty_thousand_load_unload_cycles_keep_memory_flat() -> None:
     assert tables() == sizes and sizes[0] == 0 and sizes[2] == 0
     grown = _rss_bytes() - rss_before
     assert grown < 4 * MiB, f"RSS grew by {grown} bytes over 18k load/unload cycles"
+
+
+def test_a_compiler_neff_without_a_reference_warns_once_per_model_at_the_default_level(capsys) -> None:
+    from tests.test_neff_roundtrip import _without_file_vars
+    g, w = mlp_graph()
+    members = {k: v for k, v in archive_members(g, w, name="c", target="v2", lnc_size=1, build_version="")
+               .items() if not k.startswith("sim/")}
+    members.update(_without_file_vars(members))
+    data = container(make_archive(members), name="opaque_one")
+    assert nrt.nrt_init() == nrt.NRT_SUCCESS              # NEURON_RT_LOG_LEVEL unset: ERROR
+    models = [nrt.nrt_load(data, 0)[1] for _ in range(2)]
+    _, ins = nrt.nrt_allocate_tensor_set()
+    _, outs = nrt.nrt_allocate_tensor_set()
+    nrt.nrt_add_tensor_to_tensor_set(ins, "x", nrt.nrt_tensor_allocate(0, 0, 32, "x")[1])
+    nrt.nrt_add_tensor_to_tensor_set(outs, "y", nrt.nrt_tensor_allocate(0, 0, 24, "y")[1])
+    for model in models + models:
+        assert nrt.nrt_execute(model, ins, outs) == 0
+    err = capsys.readouterr().err
+    assert err.count("cannot be run by neuron_sim") == 2 and " WARN " in err

@@ -311,10 +311,10 @@ def opaque_outputs(model: Model, inputs: dict[str, np.ndarray], outputs: dict[st
     if ref is None:
         if not model.warned_sentinel:
             model.warned_sentinel = True
-            nrtlog.warn("NRT", "nrt_execute",
-                        f"NEFF {model.name} (uuid {model.neff.uuid}) was made by the Neuron compiler and its "
-                        "instructions cannot be run by neuron_sim; outputs are filled with 0xAB bytes. Register a "
-                        "numpy reference with neuron_sim.register_reference(name_or_uuid, fn)")
+            nrtlog.notice("NRT", "nrt_execute",
+                          f"NEFF {model.name} (uuid {model.neff.uuid}) was made by the Neuron compiler and its "
+                          "instructions cannot be run by neuron_sim; outputs are filled with 0xAB bytes. Register a "
+                          "numpy reference with neuron_sim.register_reference(name_or_uuid, fn)")
         for arr in outputs.values():
             arr.view(np.uint8).fill(SENTINEL_BYTE)
         return True
