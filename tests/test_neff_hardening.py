@@ -203,8 +203,9 @@ def test_a_negative_declared_duration_is_nrt_invalid_and_leaves_no_model(capsys)
     assert status == nrt.NRT_INVALID and model is None
     assert "declared.duration_s must be a finite non-negative number" in capsys.readouterr().err
     from neuron_sim.runtime import lifecycle
+    from neuron_sim.runtime import models
     rt = lifecycle.peek()
-    assert rt.models == {} and all(cs.models == 0 for cs in rt.cores)
+    assert models.loaded(rt) == [] and all(cs.models == 0 for cs in rt.cores)
 
 
 def test_two_neffs_with_one_uuid_and_name_keep_their_own_durations() -> None:
@@ -240,7 +241,9 @@ def test_twenty_thousand_load_unload_cycles_keep_memory_flat() -> None:
             assert nrt.nrt_unload(model) == 0
 
     cycles(2_000)
-    tables = lambda: (len(rt.memory.neff_names), len(rt.duration_cache), len(rt.models), len(rt.shared_constants))
+    from neuron_sim.runtime.models import table
+    tab = table(rt)
+    tables = lambda: (len(rt.memory.neff_names), len(tab.duration_cache), len(tab.by_id), len(tab.shared_constants))
     sizes, rss_before = tables(), _rss_bytes()
     cycles(18_000)
     assert tables() == sizes and sizes[0] == 0 and sizes[2] == 0
