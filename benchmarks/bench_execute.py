@@ -22,6 +22,7 @@ import numpy as np
 os.environ.setdefault("NEURON_SIM_STATE_DIR", tempfile.mkdtemp(prefix="neuron_sim_bench_"))
 os.environ.setdefault("NEURON_SIM_INSTANCE_TYPE", "trn1.2xlarge")
 
+from paths import real_neff  # noqa: E402  (also puts this clone first on sys.path)
 from neuron_sim import nrt  # noqa: E402
 from neuron_sim.neff.builder import NeffBuilder  # noqa: E402
 
@@ -128,9 +129,9 @@ def main() -> int:
         print(f"nrt_load {sample.name} ({sample.stat().st_size} B): {plain * 1e3:6.3f} ms, with "
               f"NEURON_RT_VALIDATE_HASH {hashed * 1e3:6.3f} ms (x{hashed / plain:4.2f}); read+unpack only "
               f"{unpack * 1e3:6.3f} ms (load/unpack x{plain / unpack:4.2f}, hashed load/unpack x{hashed / unpack:4.2f})")
-    real = REPO.parent / "shared" / "realneffs" / "matmul_large.neff"
+    real = real_neff("matmul_large.neff")
     nrt.nrt_close()
-    if real.exists():
+    if real is not None:
         os.environ["NEURON_SIM_INSTANCE_TYPE"] = "trn2.48xlarge"
         assert nrt.nrt_init() == 0
         plain, hashed, unpack = load_times(real)

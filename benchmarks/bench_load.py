@@ -26,10 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-REAL = next((p for p in (REPO.parent / "shared" / "realneffs", Path("/work/shared/realneffs"))
-             if (p / "matmul_small.neff").is_file()), None)
+from paths import REPO, real_neff  # noqa: E402  (also puts this clone first on sys.path)
+
+_SMALL_REAL = real_neff("matmul_small.neff")
+REAL = None if _SMALL_REAL is None else _SMALL_REAL.parent
 
 
 def unpack_baseline(path: Path) -> int:
