@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from neuron_sim.dtypes import NrtDtype, dtype_name, nrt_dtype
-from neuron_sim.runtime import execution, lifecycle, models
+from neuron_sim.runtime import async_exec, execution, lifecycle, models
 from neuron_sim.runtime.core import Runtime as _CoreRuntime, fail
 from neuron_sim.runtime.tensors import Placement, Tensor as _Tensor, TensorSet
 from neuron_sim.status import NrtError, NrtStatus
@@ -143,15 +143,22 @@ class Model:
         outs.update({k: v.handle for k, v in outputs.items()})
         return execution.execute(self._rt._core(), self.handle, ins, outs)
 
-    def submit(self, **arrays: Any) -> Future:
-        """Async mode: enqueue one execution and return a Future of its outputs (NrtError on failure)."""
+    def submit(self, inputs: Mapping[str, Any] | None = None, /, *, block: bool = False, **arrays: Any) -> Future:
+        """Async mode: enqueue one execution and return a Future of its outputs (NrtError on failure).
+
+        When NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS requests of the core are in flight, raises
+        ``NrtError(NRT_QUEUE_FULL)`` at once, or with ``block=True`` waits for the oldest to end. Inputs
+        go as keywords or as a mapping (for an input named ``block``). ``result()`` also waits in
+        simulated time for the request's end.
+        """
+        arrays = {**(inputs or {}), **arrays}
         rt = self._rt._core()
         if rt.async_queue is None:
             raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", "async execution is off: set NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS"
                                               " to a queue depth > 0 before the runtime starts")
         ins, outs = TensorSet(), TensorSet()
         allocated = []
-        future: Future = Future()
+        future = async_exec.Completion(rt.clock)
         try:
             for info in self.inputs.values():
                 t = ins[info.name] = rt.tensor_allocate(0, self.core, info.size, info.name)
@@ -174,6 +181,7 @@ class Model:
             raise
 
         def done(status: int) -> None:
+            future.end = rt.clock.thread_now()      # the runtime thread is at the request's simulated end
             result = {n: outs[n].view(i.dtype, i.shape).copy() for n, i in self.outputs.items()}
             for t in allocated:
                 rt.tensor_free(t)
@@ -185,7 +193,7 @@ class Model:
                 future.set_exception(NrtError(status, f"async execution of model {self.name} failed"))
 
         try:
-            rt.async_queue.submit(self.handle, ins, outs, on_done=done)
+            rt.async_queue.submit(self.handle, ins, outs, on_done=done, block=block)
         except NrtError:
             for t in allocated:
                 rt.tensor_free(t)

@@ -14,7 +14,7 @@ from neuron_sim import nrtlog
 from neuron_sim.config import RuntimeConfig, check_cores_in_range, load_config, runtime_version_string
 from neuron_sim.hardware.model import LogicalCore, Machine
 from neuron_sim.hardware.select import select_machine
-from neuron_sim.runtime.clock import make_clock
+from neuron_sim.runtime.clock import Timeline, make_clock
 from neuron_sim.runtime.memory import DeviceMemory, OutOfDeviceMemory
 from neuron_sim.runtime.reservation import CoresUnavailable, Reservation, default_state_dir, reserve
 from neuron_sim.runtime.tensors import FILL_BYTES, Placement, Storage, Tensor
@@ -31,15 +31,15 @@ def fail(status: NrtStatus, module: str, function: str, message: str) -> NrtErro
 
 
 class CoreState:
-    """Per logical core of this process: execution lock, simulated busy-until time, counters."""
+    """Per logical core of this process: execution lock, simulated timeline, counters."""
 
-    __slots__ = ("core", "vnc", "lock", "busy_until", "models", "scratchpad", "stats")
+    __slots__ = ("core", "vnc", "lock", "timeline", "models", "scratchpad", "stats")
 
     def __init__(self, core: LogicalCore, vnc: int) -> None:
         self.core = core
         self.vnc = vnc
         self.lock = threading.Lock()
-        self.busy_until = 0.0
+        self.timeline = Timeline(f"nc{vnc}")   # the core's own simulated time (see runtime.clock)
         self.models = 0                  # models placed here (for least-used placement)
         self.scratchpad = None           # Allocation of the shared scratchpad
         self.stats = {"completed": 0, "completed_with_num_err": 0, "timed_out": 0, "incorrect_input": 0,
@@ -225,11 +225,16 @@ class Runtime:
         t.drop_views()
 
     def wait_idle(self, t: Tensor) -> None:
-        """Block while a pending async request uses the tensor (no stale reads, no torn writes)."""
+        """Block while a pending async request uses the tensor (no stale reads, no torn writes).
+
+        The calling thread also waits in simulated time until the last request using the tensor ends.
+        """
         if t.pending:
             with self.tensor_cv:
                 while t.pending:
                     self.tensor_cv.wait()
+        if t.ready_at:
+            self.clock.wait_until(t.ready_at)
 
     # ---- memory ------------------------------------------------------------------------------------
     def log_oom(self, exc: OutOfDeviceMemory) -> None:

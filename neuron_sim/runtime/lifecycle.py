@@ -29,10 +29,16 @@ def init(environ: Mapping[str, str] | None = None) -> Runtime:
 
 
 def close() -> None:
-    """nrt_close: release everything; calling it when not initialised does nothing."""
+    """nrt_close: release everything; calling it when not initialised does nothing.
+
+    From an async execution callback it is NRT_FAILURE (logged): it would wait for that callback's request.
+    """
     global _runtime, _ever_closed
     with _lock:
-        rt, _runtime = _runtime, None
+        rt = _runtime
+        if rt is not None and rt.async_queue is not None:
+            rt.async_queue.refuse_in_callback("nrt_close")
+        _runtime = None
         if rt is not None:
             _ever_closed = True
     if rt is not None:
