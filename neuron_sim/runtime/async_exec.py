@@ -231,7 +231,7 @@ class AsyncQueue:
             q.cv.wait()
 
     def _retire(self, q: _CoreQueue, now: float) -> None:
-        """Requests whose simulated end is at or before ``now`` leave the in-flight count and return their reservation."""
+        """Requests that ended at or before ``now`` leave the in-flight count and return their reservation."""
         scheduled = q.scheduled
         while scheduled and scheduled[0].prepared.end <= now:
             self.rt.memory.free(scheduled.popleft().reservation)
