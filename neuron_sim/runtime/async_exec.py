@@ -9,9 +9,9 @@ Back-pressure follows simulated time, not thread scheduling: a request counts in
 until its simulated end; a submit at host time t (the calling thread's time, see runtime.clock) sees as
 in flight exactly the accepted requests of the core whose end is after t, and their output reservations.
 So under the virtual clock the SUCCESS / QUEUE_FULL / RESOURCE sequence of a program is a function of
-its calls and simulated time alone. Before deciding, a submit from an application thread waits (in wall
-time only) for the runtime thread to finish the requests that already ended in simulated time, which
-keeps the physical backlog equal to the simulated one.
+its calls and simulated time alone. Under the virtual clock a submit from an application thread first waits
+(in wall time only) for the runtime thread to finish the requests that already ended in simulated time,
+which keeps the physical backlog equal to the simulated one.
 
 Decisions where the spec is silent:
 - the in-flight limit N counts requests per NeuronCore (one queue and one runtime thread per core);
@@ -168,14 +168,16 @@ class AsyncQueue:
         m = req.model
         cs = m.cores[0]
         q = self._queue(cs)
-        app_thread = not self.on_runtime_thread()
+        # virtual clock: an application thread first lets the runtime thread catch up with simulated time,
+        # so what callbacks free (tensors, futures) is freed in the same order on every run
+        catch_up = clock.kind == "virtual" and not self.on_runtime_thread()
         with q.cv:
             while True:
                 if q.stopping:
                     raise _closing()
                 if m.unloaded:
                     raise fail(NrtStatus.INVALID_HANDLE, "NRT", "nrt_execute", f"Model {m.id} ({m.name}) was unloaded")
-                if app_thread:
+                if catch_up:
                     self._catch_up(q)
                 self._retire(q, clock.thread_now())
                 if len(q.scheduled) < self.max_inflight:
