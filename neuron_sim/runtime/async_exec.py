@@ -173,12 +173,12 @@ class AsyncQueue:
         catch_up = clock.kind == "virtual" and not self.on_runtime_thread()
         with q.cv:
             while True:
+                if catch_up:
+                    self._catch_up(q)           # may wait: the checks below come after it
                 if q.stopping:
                     raise _closing()
                 if m.unloaded:
                     raise fail(NrtStatus.INVALID_HANDLE, "NRT", "nrt_execute", f"Model {m.id} ({m.name}) was unloaded")
-                if catch_up:
-                    self._catch_up(q)
                 self._retire(q, clock.thread_now())
                 if len(q.scheduled) < self.max_inflight:
                     break
