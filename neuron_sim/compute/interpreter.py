@@ -10,6 +10,7 @@ Floating-point exceptions (overflow, division by zero) never warn: results follo
 """
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,11 +19,30 @@ from typing import Any
 import numpy as np
 
 from neuron_sim.compute.graph import Graph, Subgraph, TensorSpec
-from neuron_sim.compute.ops import Kernel, make_kernel
+from neuron_sim.compute.ops import Kernel, has_nan, make_kernel
 from neuron_sim.compute.shapes import infer_graph
 from neuron_sim.dtypes import numpy_dtype
 
 Step = Callable[[list], None]
+F32 = np.dtype(np.float32)
+
+try:    # numpy >= 2: enter "ignore all floating-point errors" without building an errstate each run
+    from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
+    _QUIET_FP = _make_extobj(all="ignore")
+
+    def _quiet() -> object:
+        return _extobj_contextvar.set(_QUIET_FP)
+
+    def _loud(token: object) -> None:
+        _extobj_contextvar.reset(token)
+except ImportError:          # other numpy versions: the public (slower) context manager
+    def _quiet() -> object:
+        state = np.errstate(all="ignore")
+        state.__enter__()
+        return state
+
+    def _loud(token: object) -> None:
+        token.__exit__(None, None, None)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,7 @@ def _plan_subgraph(sg: Subgraph, specs: Mapping[str, TensorSpec], weights: Mappi
         last_use[name] = end
 
     kernels = [make_kernel(op.kind, [specs[n] for n in op.inputs], op.attrs) for op in sg.ops]
+    wslots = _widen_constants(sg, kernels, slots, wslots)
     # A view's storage is its input's buffer; a buffer is free once every value rooted in it is dead.
     root: dict[str, int | None] = {}
     buffers: list[tuple[tuple[int, ...], np.dtype]] = []
@@ -115,6 +136,39 @@ def _plan_subgraph(sg: Subgraph, specs: Mapping[str, TensorSpec], weights: Mappi
         buffers=tuple(buffers),
         outputs=tuple((n, slots[n]) for n in sg.outputs),
     )
+
+
+def _widen_constants(sg: Subgraph, kernels: list[Kernel], slots: dict[str, int],
+                     wslots: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.ndarray]]:
+    """Convert once, at load, a low-precision weight that only float32-computing kernels read (bf16 → fp32)."""
+    readers: dict[int, list[Kernel]] = {}
+    for op, k in zip(sg.ops, kernels):
+        for name in op.inputs:
+            readers.setdefault(slots[name], []).append(k)
+    outputs = {slots[n] for n in sg.outputs}
+    out = []
+    for slot, arr in wslots:
+        ks = readers.get(slot, [])
+        if ks and slot not in outputs and arr.dtype != F32 and all(k.widens for k in ks):
+            arr = arr.astype(F32)
+            arr.flags.writeable = False
+        out.append((slot, arr))
+    return out
+
+
+def _slot_step(fn: Callable[..., np.ndarray], ins: tuple[int, ...], out: int, s: list) -> Callable[[], None]:
+    """A no-argument step reading and writing the slot list ``s`` (values only known at run time)."""
+    def step() -> None:
+        s[out] = fn(*[s[i] for i in ins])
+    return step
+
+
+def _value(slots: list, i: int, known: bool) -> Callable[[], Any]:
+    """The value of slot ``i`` after a run: fixed at bind time, or read from the slot list."""
+    if known:
+        arr = slots[i]
+        return lambda: arr
+    return lambda: slots[i]
 
 
 def _bind_step(fn: Callable[..., np.ndarray], ins: tuple[int, ...], out: int) -> Step:
@@ -166,6 +220,7 @@ class CompiledGraph:
             raise ValueError(f"graph cannot be compiled: {exc}") from None
         self._inputs = tuple((s.name, numpy_dtype(s.dtype), tuple(s.shape)) for s in graph.inputs)
         self._outputs = tuple((s.name, numpy_dtype(s.dtype), tuple(s.shape)) for s in graph.outputs)
+        self._float_outputs = tuple(name for name, dt, _ in self._outputs if dt.kind in "fcV")
         self._local = threading.local()
 
     @property
@@ -202,6 +257,27 @@ class CompiledGraph:
         for name, i in plan.outputs:
             env[name] = s[i]
 
+    def bind(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> Callable[[], None]:
+        """Check once and return ``go()`` that runs on these very arrays (the runtime's cached bindings).
+
+        A one-subgraph graph gets a ``DirectRun`` (no per-call checks, results written straight into the outputs);
+        calls of one binding must not overlap (the runtime holds the model's cores while it runs).
+        """
+        for kind, given, wanted in (("input", inputs, self._inputs), ("output", outputs, self._outputs)):
+            for name, dt, shape in wanted:
+                a = given.get(name)
+                if not isinstance(a, np.ndarray) or a.dtype != dt or a.shape != shape:
+                    got = "missing" if a is None else f"{getattr(a, 'dtype', type(a).__name__)}" \
+                                                      f"{list(getattr(a, 'shape', ()))}"
+                    raise ValueError(f"{kind} {name!r} is {got}; expected {dt}{list(shape)}")
+        if len(self._plans) == 1:
+            return DirectRun(self._plans[0], inputs, outputs)
+        return functools.partial(self.run, inputs, outputs)
+
+    def nan_in(self, outputs: Mapping[str, np.ndarray]) -> bool:
+        """Whether any float output holds a NaN (no full-size temporaries)."""
+        return any(has_nan(outputs[name]) for name in self._float_outputs)
+
     def run(
         self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray] | None = None
     ) -> dict[str, np.ndarray]:
@@ -229,3 +305,93 @@ class CompiledGraph:
                 raise ValueError(f"output {name!r} is {dst.dtype}{list(dst.shape)}; expected {dt}{list(shape)}")
             np.copyto(dst, env[name])
         return outputs  # type: ignore[return-value]
+
+
+class DirectRun:
+    """One subgraph bound to fixed input and output arrays, for repeated runs with no per-call work but the ops.
+
+    Every value whose array is known at bind time (inputs, weights, each op's result buffer, views of those) is
+    resolved once, so an op on such values is one numpy call with its arguments already in place; an op whose
+    result is a graph output writes it straight into the output array (no second copy). Outputs that overlap an
+    input in memory are computed into scratch and copied at the end, as ``run`` does.
+    Not for concurrent calls (its scratch buffers are its own): the runtime runs a binding under its cores' locks.
+    """
+
+    __slots__ = ("_steps", "_copies", "_vdot", "_other_floats")
+
+    def __init__(self, plan: _SubgraphPlan, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]):
+        slots: list[Any] = [None] * len(plan.names)
+        known: set[int] = set()                       # slots whose array is fixed for every run
+        for i, arr in plan.weights:
+            slots[i] = arr
+            known.add(i)
+        for name, i in plan.external:
+            slots[i] = inputs[name]
+            known.add(i)
+        ins = list(inputs.values())
+        direct: dict[int, np.ndarray] = {}            # value slot -> the output array an op writes into
+        for name, i in plan.outputs:
+            dst = outputs[name]
+            if i not in direct and not any(np.may_share_memory(dst, a) for a in ins):
+                direct[i] = dst
+        bufs: dict[int, np.ndarray] = {}
+        steps: list[Callable[[], Any]] = []
+        written: set[int] = set()
+        for p in plan.ops:
+            k = p.kernel
+            target = direct.get(p.out_slot)
+            if p.buffer is None:
+                out = None
+            elif (target is not None and target.dtype == numpy_dtype(k.result.dtype)
+                  and target.shape == tuple(k.result.shape)):
+                out = target
+                written.add(p.out_slot)
+            else:
+                if p.buffer not in bufs:
+                    shape, dt = plan.buffers[p.buffer]
+                    bufs[p.buffer] = np.empty(shape, dt)
+                out = bufs[p.buffer]
+            fn = k.bind(out)
+            if all(i in known for i in p.in_slots):
+                args = [slots[i] for i in p.in_slots]
+                if out is None:                       # a view: resolve it now when it really is a view
+                    with np.errstate(all="ignore"):
+                        r = fn(*args)
+                    if isinstance(r, np.ndarray) and r.size and any(np.may_share_memory(r, a) for a in args):
+                        slots[p.out_slot] = r
+                        known.add(p.out_slot)
+                        continue
+                else:
+                    steps.append(k.direct(args, out) if k.direct is not None else functools.partial(fn, *args))
+                    slots[p.out_slot] = out           # every buffered kernel returns its out array
+                    known.add(p.out_slot)
+                    continue
+            steps.append(_slot_step(fn, p.in_slots, p.out_slot, slots))
+            if out is not None:
+                slots[p.out_slot] = out
+                known.add(p.out_slot)
+        self._steps = tuple(steps)
+        self._copies = tuple((outputs[name], _value(slots, i, i in known)) for name, i in plan.outputs
+                             if not (i in written and direct.get(i) is outputs[name]))
+        floats = [a for a in outputs.values() if a.dtype.kind in "fcV" and a.size]
+        # x·x (real) or x̄·x (complex) is NaN only when some x is: one reduction, no temporary
+        self._vdot = tuple(a.reshape(-1) for a in floats if a.dtype.kind == "f" and a.flags.c_contiguous)
+        self._other_floats = tuple(a for a in floats if not (a.dtype.kind == "f" and a.flags.c_contiguous))
+
+    def __call__(self) -> None:
+        token = _quiet()
+        try:
+            for step in self._steps:
+                step()
+            for dst, value in self._copies:
+                np.copyto(dst, value())
+        finally:
+            _loud(token)
+
+    def nan(self) -> bool:
+        """Whether a float output holds a NaN after the run (no full-size temporaries)."""
+        for a in self._vdot:
+            v = a.dot(a)
+            if v != v:
+                return True
+        return any(has_nan(a) for a in self._other_floats)

@@ -17,6 +17,7 @@ Numerics (where the Neuron documentation is silent, chosen to match what the eng
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -105,6 +106,20 @@ class Kernel:
     result: TensorSpec
     needs_buffer: bool          # False: the result is a view of (or a fresh array from) the input; pass out=None
     bind: Callable[[np.ndarray | None], Fn]
+    widens: bool = False        # computes in float32 from low-precision inputs: a float32 input is taken as is
+    # direct(args, out) -> a no-argument call of one numpy function on fixed arrays (no Python frame per run)
+    direct: Callable[[Sequence[np.ndarray], np.ndarray], Callable[[], Any]] | None = None
+
+
+def _direct_form(kind: str) -> Callable[[Sequence[np.ndarray], np.ndarray], Callable[[], Any]] | None:
+    """The one-numpy-call form of the simplest native ops, bound to fixed input and output arrays."""
+    uf = {"matmul": np.matmul, "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+          "exp": np.exp, "tanh": np.tanh}.get(kind)
+    if uf is not None:
+        return lambda args, o: functools.partial(uf, *args, out=o)
+    if kind == "relu":
+        return lambda args, o: functools.partial(np.maximum, *args, o.dtype.type(0), out=o)
+    return None
 
 
 # ---- float32 / native kernels: each maker returns bind(out) -> fn -------------------------------------------------
@@ -274,7 +289,7 @@ def make_kernel(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any
     if kind in ("transpose", "reshape", "slice"):
         return Kernel(kind, res, False, _make_native(kind, inputs, attrs, res))
     if kind in ("cast", "concat", "gather") or in_dt not in _LOWP:
-        return Kernel(kind, res, True, _make_native(kind, inputs, attrs, res))
+        return Kernel(kind, res, True, _make_native(kind, inputs, attrs, res), direct=_direct_form(kind))
     f32_specs = [TensorSpec(s.name, "float32", s.shape) for s in inputs]
     inner = _make_native(kind, f32_specs, attrs, TensorSpec("", "float32", res.shape))
 
@@ -282,10 +297,24 @@ def make_kernel(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any
         fn = inner(np.empty(res.shape, F32))
 
         def lowp(*xs: np.ndarray) -> np.ndarray:
-            r = fn(*[x.astype(F32) for x in xs])
+            r = fn(*[x.astype(F32, copy=False) for x in xs])    # constants arrive widened once, at load
             return _cast_into(r, out_dt, o)
         return lowp
-    return Kernel(kind, res, True, bind_lowp)
+    return Kernel(kind, res, True, bind_lowp, widens=True)
+
+
+def has_nan(arr: np.ndarray) -> bool:
+    """Whether a float array holds a NaN, without a full-size temporary (x·x is NaN only when some x is)."""
+    if arr.dtype.kind in "fc":
+        if arr.size == 0:
+            return False
+        return bool(np.isnan(np.vdot(arr, arr)))
+    if arr.dtype in _LOWP:                        # ml_dtypes floats: a min reduction propagates NaN
+        if arr.size == 0:
+            return False
+        with np.errstate(all="ignore"):
+            return bool(np.isnan(np.minimum.reduce(arr, axis=None).astype(F32)))
+    return False
 
 
 def apply_op(kind: str, arrays: Sequence[np.ndarray], attrs: Mapping[str, Any] | None = None) -> np.ndarray:

@@ -38,12 +38,13 @@ _FN = "nrt_execute"
 class _Pool:
     """Idle tensor pairs of one model; closed when the model is unloaded."""
 
-    __slots__ = ("idle", "closed", "lock")
+    __slots__ = ("idle", "closed", "lock", "names")
 
-    def __init__(self) -> None:
+    def __init__(self, model: Model) -> None:
         self.idle: list[Pair] = []
         self.closed = False
         self.lock = threading.Lock()
+        self.names = frozenset(b.name for b in model.inputs)
 
 
 _pools: "weakref.WeakKeyDictionary[Model, _Pool]" = weakref.WeakKeyDictionary()
@@ -54,12 +55,13 @@ def _pool(model: Model) -> _Pool:
     pool = _pools.get(model)
     if pool is None:
         with _pools_lock:
-            pool = _pools.setdefault(model, _Pool())
+            pool = _pools.get(model)
+            if pool is None:
+                pool = _pools[model] = _Pool(model)
     return pool
 
 
-def _take(rt: Runtime, model: Model) -> Pair:
-    pool = _pool(model)
+def _take(rt: Runtime, model: Model, pool: _Pool) -> Pair:
     with pool.lock:
         if pool.idle:
             return pool.idle.pop()
@@ -80,8 +82,7 @@ def _allocate(rt: Runtime, model: Model) -> Pair:
     return ins, outs
 
 
-def _give(rt: Runtime, model: Model, pair: Pair) -> None:
-    pool = _pool(model)
+def _give(rt: Runtime, pair: Pair, pool: _Pool) -> None:
     with pool.lock:
         if not pool.closed:
             pool.idle.append(pair)
@@ -107,6 +108,8 @@ def release(rt: Runtime, model: Model) -> None:
 
 def convert(model: Model, b: Binding, value: Any) -> np.ndarray:
     """``value`` as an array of input ``b``'s dtype and shape, or NRT_INVALID naming the input and the rule."""
+    if type(value) is np.ndarray and value.dtype == b.dtype and value.shape == b.shape:
+        return value                                   # the common case: nothing to check or convert
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:
@@ -146,9 +149,8 @@ def _is_float(dtype: np.dtype) -> bool:
         return False
 
 
-def _bind(model: Model, arrays: Mapping[str, Any], ins: TensorSet) -> None:
-    names = {b.name for b in model.inputs}
-    unknown = [k for k in arrays if k not in names]
+def _bind(model: Model, arrays: Mapping[str, Any], ins: TensorSet, names: frozenset[str]) -> None:
+    unknown = [] if len(arrays) == len(names) and names.issuperset(arrays) else [k for k in arrays if k not in names]
     if unknown:
         raise fail(NrtStatus.INVALID, "NRT", _FN, f"model {model.name} has no input(s) {sorted(map(str, unknown))}; "
                                                   f"inputs are {[b.name for b in model.inputs]}")
@@ -156,7 +158,7 @@ def _bind(model: Model, arrays: Mapping[str, Any], ins: TensorSet) -> None:
         if b.name not in arrays:
             raise fail(NrtStatus.INVALID, "NRT", _FN, f"missing input '{b.name}' ({dtype_name(b.dtype)} "
                                                       f"{list(b.shape)}) for model {model.name}")
-        ins[b.name].view(b.dtype, b.shape)[...] = convert(model, b, arrays[b.name])
+        np.copyto(ins[b.name].view(b.dtype, b.shape), convert(model, b, arrays[b.name]))
 
 
 def _outputs(model: Model, outs: TensorSet) -> dict[str, np.ndarray]:
@@ -166,13 +168,14 @@ def _outputs(model: Model, outs: TensorSet) -> dict[str, np.ndarray]:
 def run(rt: Runtime, model: Model, arrays: Mapping[str, Any]) -> tuple[NrtStatus, dict[str, np.ndarray]]:
     """Execute once on numpy inputs; returns the status (SUCCESS or NUM_ERR) and copies of the outputs."""
     check_model(rt, model, _FN)
-    pair = _take(rt, model)
+    pool = _pool(model)
+    pair = _take(rt, model, pool)
     try:
-        _bind(model, arrays, pair[0])
+        _bind(model, arrays, pair[0], pool.names)
         status = execution.execute(rt, model, *pair)
         return status, _outputs(model, pair[1])
     finally:
-        _give(rt, model, pair)
+        _give(rt, pair, pool)
 
 
 def submit(rt: Runtime, model: Model, arrays: Mapping[str, Any],
@@ -191,7 +194,7 @@ def submit(rt: Runtime, model: Model, arrays: Mapping[str, Any],
         on_done(status, outputs)
 
     try:
-        _bind(model, arrays, pair[0])
+        _bind(model, arrays, pair[0], _pool(model).names)
         queue.submit(model, *pair, on_done=done, block=block)
     except BaseException:
         _free_pair(rt, pair)

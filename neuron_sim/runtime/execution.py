@@ -8,12 +8,14 @@ State owned here: ``CoreState.lock``, ``timeline`` and ``stats`` (each core's ex
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from neuron_sim import nrtlog
-from neuron_sim.compute.ops import OutOfBoundsAccess
+from neuron_sim.compute.ops import OutOfBoundsAccess, has_nan
 from neuron_sim.nrtlog import fail
 from neuron_sim.runtime import faults
 from neuron_sim.runtime.clock import reserve_all
@@ -21,8 +23,6 @@ from neuron_sim.runtime.core import Runtime
 from neuron_sim.runtime.models import Binding, Model, check_model, opaque_outputs
 from neuron_sim.runtime.tensors import Placement, Tensor, TensorSet
 from neuron_sim.status import NrtError, NrtStatus
-
-_FLOAT_KINDS = frozenset("fcV")
 
 
 @dataclass(slots=True)
@@ -38,6 +38,8 @@ class Prepared:
     start: float = 0.0        # simulated slot on the cores' timelines (what a trace reads)
     end: float = 0.0
     timed_out: bool = False   # the slot ends at the timeout, the execution fails with NRT_TIMEOUT
+    runner: Callable[[], None] | None = None   # a cached binding's direct run of the compiled graph
+    nan: Callable[[], bool] | None = None      # and its NaN check of the float outputs
 
 
 def _bind(rt: Runtime, model: Model, bindings: tuple[Binding, ...], tset: TensorSet, kind: str,
@@ -79,6 +81,48 @@ def prepare(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) ->
     return Prepared(model, in_t, out_t, in_v, out_v)
 
 
+BINDINGS_PER_MODEL = 4      # (input set, output set) pairs a model keeps checked and bound
+
+
+def bound(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> Prepared:
+    """``prepare`` once per (model, input set, output set); a later call revalidates with a few comparisons
+    (the sets unchanged, no tensor freed or re-backed) and reuses the views and the bound graph run."""
+    key = (id(inputs), id(outputs))
+    try:
+        hit = model.bindings.get(key)
+    except AttributeError:                      # not a model: prepare says so
+        hit = None
+    if (hit is not None and hit[0] is inputs and hit[1] is outputs and hit[2] == inputs.version
+            and hit[3] == outputs.version):
+        for t, epoch in hit[5]:
+            if t.epoch != epoch:
+                break
+        else:
+            req = hit[4]
+            if req.runner is None and model.compiled is not None:
+                _bind_runner(model, req)        # seen twice: worth a direct run (never for one-off sets)
+            return req
+    req = prepare(rt, model, inputs, outputs)
+    tensors = tuple((t, t.epoch) for t in req.in_tensors + req.out_tensors)
+    with rt.lock:
+        cache = model.bindings
+        if key not in cache and len(cache) >= BINDINGS_PER_MODEL:
+            del cache[next(iter(cache))]
+        if not model.unloaded:
+            cache[key] = (inputs, outputs, inputs.version, outputs.version, req, tensors)
+    return req
+
+
+def _bind_runner(model: Model, req: Prepared) -> None:
+    compiled = model.compiled
+    try:
+        runner = compiled.bind(req.inputs, req.outputs)
+    except ValueError:                          # the graph's own run reports the mismatch
+        runner = functools.partial(compiled.run, req.inputs, req.outputs)
+    req.nan = getattr(runner, "nan", None)
+    req.runner = runner
+
+
 def schedule(rt: Runtime, req: Prepared) -> None:
     """Book the request's slot on its cores' timelines, from the calling thread's simulated time."""
     model = req.model
@@ -112,9 +156,13 @@ def run(rt: Runtime, req: Prepared, accepted: bool = False) -> NrtStatus:
             stats["timed_out"] += 1
             raise _timeout(model, rt.config.exec_timeout_s)
         sentinel = False
-        if model.compiled is not None:
+        compiled = model.compiled
+        if compiled is not None:
             try:
-                model.compiled.run(req.inputs, req.outputs)
+                if req.runner is not None:
+                    req.runner()
+                else:
+                    compiled.run(req.inputs, req.outputs)
             except OutOfBoundsAccess as exc:
                 raise _out_of_bounds(model, exc) from None
         else:
@@ -127,7 +175,13 @@ def run(rt: Runtime, req: Prepared, accepted: bool = False) -> NrtStatus:
     finally:
         for cs in reversed(cores):
             cs.lock.release()
-    if not sentinel and _has_nan(req.outputs):
+    if sentinel:
+        nan = False
+    elif req.nan is not None:
+        nan = req.nan()
+    else:
+        nan = compiled.nan_in(req.outputs) if compiled is not None else _has_nan(req.outputs)
+    if nan:
         stats["completed_with_num_err"] += 1
         core = cores[0].core
         nrtlog.warn("TDRV", "exec_consume_infer_status_notifications",
@@ -142,8 +196,8 @@ def run(rt: Runtime, req: Prepared, accepted: bool = False) -> NrtStatus:
 
 
 def execute(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> NrtStatus:
-    """Synchronous nrt_execute."""
-    return run(rt, prepare(rt, model, inputs, outputs))
+    """Synchronous nrt_execute (on a cached binding of the tensor sets)."""
+    return run(rt, bound(rt, model, inputs, outputs))
 
 
 def execute_repeat(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet, repeat: int) -> NrtStatus:
@@ -189,7 +243,4 @@ def _out_of_bounds(model: Model, exc: OutOfBoundsAccess) -> NrtError:
 
 
 def _has_nan(outputs: dict[str, np.ndarray]) -> bool:
-    for arr in outputs.values():
-        if arr.dtype.kind in _FLOAT_KINDS and arr.size and np.isnan(arr).any():
-            return True
-    return False
+    return any(has_nan(arr) for arr in outputs.values())

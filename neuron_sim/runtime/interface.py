@@ -556,7 +556,7 @@ def execute_now(model: Any, inputs: Any, outputs: Any) -> NrtStatus:
 def run_arrays(model: Any, inputs: Mapping[str, Any]) -> tuple[NrtStatus, dict[str, np.ndarray]]:
     """Execute on numpy inputs (see runtime.arrays for the conversion rule); thread-safe per call."""
     rt = _live("nrt_execute")
-    if not isinstance(inputs, Mapping):
+    if type(inputs) is not dict and not isinstance(inputs, Mapping):
         raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"inputs must map input names to arrays, got {inputs!r}")
     return arrays.run(rt, model, inputs)
 

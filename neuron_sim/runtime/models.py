@@ -69,6 +69,7 @@ class Model:
     unloaded: bool = False        # set once, under rt.lock, by the one unload that wins
     warned_sentinel: bool = False
     timelines: tuple = ()         # the simulated timelines of its cores (runtime.clock.Timeline)
+    bindings: dict = field(default_factory=dict)   # execution's checked (input set, output set) bindings
     _duration: tuple[int, float] = (-1, 0.0)
 
     @property
@@ -207,6 +208,7 @@ def _release_model(rt: Runtime, model: Model) -> None:
         with cs.lock:
             pass  # an execution that started before the unload finishes first
     with rt.lock:
+        model.bindings.clear()        # execution's cached bindings: their views and scratch go with the model
         tab = table(rt)
         if tab.by_id.pop(model.id, None) is not None:
             _needs_scratchpad(tab, model, -1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from enum import IntEnum
+from typing import Any
 
 import threading
 
@@ -75,7 +76,7 @@ class Tensor:
     """An nrt_tensor_t: a window [offset, offset+size) of a Storage on a NeuronCore or in host memory."""
 
     __slots__ = ("name", "placement", "core", "vnc", "size", "offset", "storage", "freed", "pending",
-                 "completions", "ready_at", "_views", "__weakref__")
+                 "completions", "ready_at", "_views", "epoch", "__weakref__")
 
     def __init__(self, name: str, placement: Placement, core: LogicalCore | None, vnc: int,
                  size: int, storage: Storage | None, offset: int = 0) -> None:
@@ -91,6 +92,7 @@ class Tensor:
         self.completions = 0      # output completion counter (nrt_tensor_check_output_completion)
         self.ready_at = 0.0       # simulated end of the last async request using this tensor
         self._views: dict = {}
+        self.epoch = 0            # bumped when its views go stale (freed, new storage): cached bindings recheck
 
     def bytes_view(self) -> np.ndarray:
         """The tensor's bytes (a view, never a copy)."""
@@ -118,6 +120,7 @@ class Tensor:
 
     def drop_views(self) -> None:
         self._views.clear()
+        self.epoch += 1
 
     def __repr__(self) -> str:
         where = f"vnc {self.vnc}" if self.placement is Placement.DEVICE else self.placement.name.lower()
@@ -125,6 +128,34 @@ class Tensor:
 
 
 class TensorSet(dict):
-    """nrt_tensor_set_t: a name → tensor map of borrowed tensors; destroying it frees none of them."""
+    """nrt_tensor_set_t: a name → tensor map of borrowed tensors; destroying it frees none of them.
+
+    ``version`` changes with every change of the map, so execute can keep a checked binding and revalidate it
+    with one comparison.
+    """
 
     destroyed: bool = False
+    version: int = 0
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.version += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.version += 1
+        super().__delitem__(key)
+
+    def _changed(name: str):  # type: ignore[no-untyped-def]  # noqa: N805 - builds the methods below
+        def method(self, *args: Any, **kwargs: Any) -> Any:
+            self.version += 1
+            return getattr(dict, name)(self, *args, **kwargs)
+        method.__name__ = name
+        return method
+
+    pop = _changed("pop")
+    popitem = _changed("popitem")
+    clear = _changed("clear")
+    update = _changed("update")
+    setdefault = _changed("setdefault")
+    __ior__ = _changed("__ior__")
+    del _changed
