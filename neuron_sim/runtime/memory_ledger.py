@@ -9,12 +9,14 @@ the core lock files) and is deleted by the next reader. docs/memory.md describes
 Allocation stays cheap: a process reserves in chunks (``CHUNK_BYTES``), so a tensor allocation inside the chunk
 touches no file; only crossing the reservation (grow) or dropping more than two chunks below it (shrink) writes.
 
-State owned here: this process's ledger file and its reservation per HBM bank.
+State owned here: this process's ledger file and its reservation per HBM bank, and the descriptors of the other
+processes' ledger files it keeps open between scans (used only with ``memory.lock`` held).
 """
 from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +121,78 @@ def _live_entries(state_dir: Path, skip: Path | None = None) -> list[tuple[int, 
     return out
 
 
+class _Peers:
+    """The other processes' ledger files, kept open between scans (call with ``memory.lock`` held).
+
+    A scan lists the directory, opens only files it has not seen, probes each lock, and decodes a record only
+    when its bytes changed: a process's allocations cost a few system calls per neighbour, not an open and a
+    JSON decode each.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.files: dict[Path, tuple[LockFile, bytes, tuple[int, str, dict[BankKey, int]] | None]] = {}
+
+    def live(self, skip: Path) -> list[tuple[int, str, dict[BankKey, int]]]:
+        paths = set(_ledger_files(self.state_dir))
+        for path in [p for p in self.files if p not in paths]:
+            self.files.pop(path)[0].close()
+        out = []
+        for path in sorted(paths):
+            if path != skip:
+                record = self._read(path)
+                if record is not None:
+                    out.append(record)
+        return out
+
+    def _read(self, path: Path) -> tuple[int, str, dict[BankKey, int]] | None:
+        known = self.files.pop(path, None)
+        while True:
+            fresh = known is None
+            if fresh:
+                lock = open_for_probing(path)
+                if lock is None:
+                    return None
+                known = (lock, b"", None)
+            lock = known[0]
+            if is_held(lock):
+                data = read_record(lock)
+                record = known[2] if data == known[1] else _decode(data)
+                self.files[path] = (lock, data, record)
+                return record
+            _unlink_if_same(path, lock)               # its process is gone: the kernel dropped the lock
+            lock.close()
+            if fresh:
+                return None
+            known = None                              # the name may now be a newer process's file: reopen
+
+    def close(self) -> None:
+        for lock, _, _ in self.files.values():
+            lock.close()
+        self.files.clear()
+
+
+_peers: dict[Path, _Peers] = {}       # per state directory, for every runtime of this process (nrt_init again)
+_peers_lock = threading.Lock()
+
+
+def _peers_of(state_dir: Path) -> _Peers:
+    with _peers_lock:
+        peers = _peers.get(state_dir)
+        if peers is None:
+            peers = _peers[state_dir] = _Peers(state_dir)
+        return peers
+
+
+def _unlink_if_same(path: Path, lock: LockFile) -> None:
+    """Delete a dead process's ledger file, unless the name now belongs to a newer file."""
+    try:
+        if os.stat(path, follow_symlinks=False).st_ino == os.fstat(lock.fd).st_ino:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
 def read_machine_memory(state_dir: Path, machine: Machine) -> list[BankMemory]:
     """Machine-wide device memory per HBM bank, from the ledger (for tools: neuron-sim ls -a, monitors)."""
     state_dir = Path(state_dir)
@@ -148,6 +222,7 @@ class MemoryLedger:
         self.reserved: dict[BankKey, int] = {k: 0 for k in capacities}
         self._pid = os.getpid()
         self._command = process_command()
+        self._peers = _peers_of(self.state_dir)
         self._file = self._claim_file()
 
     def _claim_file(self) -> LockFile:
@@ -166,8 +241,7 @@ class MemoryLedger:
             return self._others(key)
 
     def _others(self, key: BankKey) -> list[MemoryEntry]:
-        return [MemoryEntry(pid, cmd, b[key]) for pid, cmd, b in _live_entries(self.state_dir, self._file.path)
-                if b.get(key)]
+        return [MemoryEntry(pid, cmd, b[key]) for pid, cmd, b in self._peers.live(self._file.path) if b.get(key)]
 
     def grow(self, key: BankKey, needed: int) -> list[MemoryEntry] | None:
         """Reserve at least ``needed`` bytes on a bank; None when done, else the neighbours that leave too little."""

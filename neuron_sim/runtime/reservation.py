@@ -26,7 +26,8 @@ Decisions where the spec is silent:
 - A request that cannot be valid (range outside the machine, not contiguous, negative count) is NRT_INVALID with
   the reason, never NRT_RESOURCE.
 
-State owned here: this process's ``Reservation`` (the held lock files of its cores).
+State owned here: this process's ``Reservation`` (the held lock files of its cores) and the spare, unlocked
+descriptors of busy cores' lock files that the optimistic path keeps for its next attempt.
 """
 from __future__ import annotations
 
@@ -263,14 +264,43 @@ def _unavailable(probe: _Probe, wanted: tuple[int, ...] | None, n: int) -> Cores
     return CoresUnavailable(message, requested, available, tuple(holders), _holder_lines(holders, machine))
 
 
+# Unlocked descriptors of busy cores' lock files, kept between reservations of this process: a later nrt_init
+# retries them without opening every file again. A descriptor that takes its lock leaves the cache.
+_spare: dict[Path, LockFile] = {}
+_spare_lock = threading.Lock()
+
+
+def _open_spare(path: Path) -> LockFile:
+    """The kept descriptor of ``path`` while the name still is that very file, else a fresh open."""
+    with _spare_lock:
+        lock = _spare.pop(path, None)
+    if lock is not None:
+        try:
+            on_disk, mine = os.stat(path, follow_symlinks=False), os.fstat(lock.fd)
+            if (on_disk.st_ino, on_disk.st_dev) == (mine.st_ino, mine.st_dev):
+                return lock
+        except OSError:
+            pass
+        lock.close()                                  # replaced or removed: never lock a file no one else sees
+    return open_for_locking(path)
+
+
+def _keep_spare(lock: LockFile) -> None:
+    with _spare_lock:
+        old = _spare.get(lock.path)
+        _spare[lock.path] = lock
+    if old is not None and old is not lock:
+        old.close()
+
+
 def _try_take(state_dir: Path, cores: tuple[LogicalCore, ...], held: list[LockFile]) -> int:
     """Lock every physical core of ``cores`` without waiting, appending to ``held``; the index of the first logical
     core that could not be taken (its locks and those after it are not held), or len(cores) when all were."""
     for i, core in enumerate(cores):
         for phys in core.physical_ids:
-            lock = open_for_locking(core_lock_path(state_dir, phys))
+            lock = _open_spare(core_lock_path(state_dir, phys))
             if not try_lock_exclusive(lock):
-                lock.close()
+                _keep_spare(lock)
                 return i
             held.append(lock)
     return len(cores)
