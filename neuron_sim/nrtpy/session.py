@@ -1,29 +1,27 @@
-"""The process's one nrtpy singleton: lazy runtime start, ``configure`` (NEURON_RT_VISIBLE_CORES) and ``reset``.
+"""nrtpy's session with the runtime: lazy runtime start, ``configure`` (NEURON_RT_VISIBLE_CORES) and ``reset``.
 
 Every NrtpyTensor and NrtpyModel records the generation it was made in; ``reset()`` closes the runtime and starts
-a new generation, so every older object raises NrtpyError when used, and its GC finaliser frees nothing.
+a new generation, so every older object raises NrtpyError when used, and its GC finaliser frees nothing. The
+public singleton object (``get_nrtpy_singleton()``) is ``singleton.py``, above the tensors it frees.
 """
 from __future__ import annotations
 
 import os
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from neuron_sim.nrtpy import _backend
 from neuron_sim.nrtpy.errors import nrtpy_error
 
-if TYPE_CHECKING:
-    from neuron_sim.nrtpy.tensor import NrtpyTensor
-
 VISIBLE_CORES = "NEURON_RT_VISIBLE_CORES"
 _UNSET = object()
 
 
-class NrtpySingleton:
-    """The nrtpy runtime of this process (``nrtpy.get_nrtpy_singleton()``); its documented member is free_tensor."""
+class Session:
+    """This process's nrtpy session: whether it started the runtime, the generation, the saved core setting."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -31,14 +29,6 @@ class NrtpySingleton:
         self.generation = 0
         self._saved_env: Any = _UNSET        # NEURON_RT_VISIBLE_CORES before the first configure()
 
-    def free_tensor(self, tensor: "NrtpyTensor") -> None:
-        """Free the tensor's device memory now; using it afterwards raises NrtpyError."""
-        from neuron_sim.nrtpy.tensor import NrtpyTensor
-        if not isinstance(tensor, NrtpyTensor):
-            raise TypeError(f"free_tensor() takes an NrtpyTensor, got {type(tensor).__name__}")
-        tensor.tensor_ref.free(tensor.name)
-
-    # ---- used by the face -----------------------------------------------------------------------------
     def start(self) -> int:
         """Initialise the runtime on first use; the current generation."""
         with self._lock:
@@ -99,20 +89,4 @@ def _core_ids(visible_cores: Any) -> list[int]:
     return [int(c) for c in ids]
 
 
-SINGLETON = NrtpySingleton()
-
-
-def configure(visible_cores: Iterable[int] | None = None) -> None:
-    """Set NEURON_RT_VISIBLE_CORES for the next (lazy) runtime start; NrtpyError while the runtime is active."""
-    SINGLETON.configure(visible_cores)
-
-
-def reset() -> None:
-    """Close the runtime, clear the configuration and invalidate every NrtpyTensor and NrtpyModel."""
-    SINGLETON.reset()
-
-
-def get_nrtpy_singleton() -> NrtpySingleton:
-    """The process's nrtpy singleton, starting the runtime if it is not running yet."""
-    SINGLETON.start()
-    return SINGLETON
+SESSION = Session()

@@ -14,14 +14,14 @@ import numpy as np
 
 from neuron_sim.nrtpy import _backend
 from neuron_sim.nrtpy.errors import nrtpy_error
-from neuron_sim.nrtpy.session import SINGLETON
+from neuron_sim.nrtpy.session import SESSION
 
 _names = itertools.count()
 
 
 def _release(handle: Any, generation: int) -> None:
     """GC finaliser: free the runtime tensor unless reset() already closed the runtime it belonged to."""
-    if SINGLETON.live(generation):
+    if SESSION.live(generation):
         _backend.free(handle)
 
 
@@ -40,7 +40,7 @@ class NrtTensor:
 
     @classmethod
     def allocate(cls, size: int, core_id: int, name: str) -> "NrtTensor":
-        generation = SINGLETON.start()
+        generation = SESSION.start()
         handle = _backend.allocate(core_id, size, name, f"Failed to allocate tensor '{name}' of {size} bytes "
                                                         f"on NeuronCore {core_id}")
         return cls(handle, size, core_id, generation)
@@ -51,7 +51,7 @@ class NrtTensor:
 
     def checked(self, what: str, function: str) -> Any:
         """The runtime handle, or NrtpyError if the tensor was freed or invalidated by reset()."""
-        SINGLETON.check(self.generation, what, function)
+        SESSION.check(self.generation, what, function)
         if self.freed:
             raise nrtpy_error(function, f"{what} was freed with free_tensor(); allocate a new one with "
                                         "NrtpyTensor.from_numpy()")

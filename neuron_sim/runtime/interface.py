@@ -609,3 +609,10 @@ def memory_by_category(vnc: int) -> dict[str, int]:
     """Bytes per category (tensors, model_code, constants, ...) attributed to visible core ``vnc``."""
     rt = _live("nrt_get_vnc_memory_stats")
     return rt.memory.usage_by_category(rt.core_state(vnc, "nrt_get_vnc_memory_stats").core)
+
+
+# ---- additions for the faces that landed with the interface (nrtpy, testing) -----------------------------
+def model_execution_time_s(model: Any) -> float:
+    """Simulated device seconds each execution of the model takes (what a completed execution charges its
+    cores; the cost model's duration), e.g. for a face's per-execution device time."""
+    return _model(model, "nrt_get_model_info").duration_s
