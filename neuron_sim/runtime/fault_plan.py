@@ -14,7 +14,7 @@ generator seeded by ``seed``; a ``sticky`` fault keeps failing every matching ca
 fault (the default) fails once. ``core`` (machine-wide logical core id, as ``neuron-sim ls`` numbers them),
 ``device`` and ``model`` (NEFF name or uuid) narrow the calls that match.
 
-This module owns no state: it parses and checks plans.
+State owned here: none; it parses and checks plans (the triggers' state lives in ``faults``).
 """
 from __future__ import annotations
 

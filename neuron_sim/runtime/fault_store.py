@@ -6,7 +6,7 @@ the old one), so readers never see half a plan. Nothing is written outside the s
 symlink there is followed. ``generation`` grows on every clear: processes take it as a reset of the devices
 that fell off.
 
-State owned here: the machine's plan file (``faults.json``, under ``faults.lock``); nothing in memory.
+State owned here: the machine's ``faults.json`` and ``faults.lock`` in the state directory.
 """
 from __future__ import annotations
 

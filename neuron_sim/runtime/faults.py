@@ -10,8 +10,7 @@ Trigger state (call counts, seeded generators, tripped faults, fallen-off device
 survives nrt_close/nrt_init. A device that fell off stays off until a reset: nrt_close then nrt_init with
 NEURON_RT_RESET_CORES on (its default), or ``neuron-sim faults clear``.
 
-State owned here: the process's fault state (``Injector``: plan, trigger counts, injected events, lost
-devices), ``active`` and the watcher thread.
+State owned here: the process's trigger state (``_state``), the ``active`` injector and the plan watcher thread.
 """
 from __future__ import annotations
 

@@ -117,7 +117,7 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
     if isinstance(data, np.ndarray):
         data = memoryview(data)
     try:
-        neff = read_neff(data, validate_hash=rt.config.validate_hash)
+        neff = read_neff(data, validate_hash=rt.config.validate_hash, max_bytes=rt.config.max_neff_bytes)
     except NeffError as exc:
         nrtlog.error("NEFF", "neff_parse", exc.message)
         raise _load_failed(exc.status, exc.message, source or "<buffer>") from None
@@ -137,6 +137,7 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
             _account(rt, model)
         except OutOfDeviceMemory as exc:
             _release_memory(rt, model)
+            rt.memory.neff_names.pop(model_id, None)
             rt.log_oom(exc)
             raise _load_failed(NrtStatus.RESOURCE, exc.message, neff.name) from None
         for cs in cores:
@@ -163,6 +164,7 @@ def unload(rt: Runtime, model: Model) -> None:
         for cs in model.cores:
             cs.models -= 1
         _release_memory(rt, model)
+        rt.memory.neff_names.pop(model.id, None)
         _update_durations(rt, model)
         if model.neff.scratchpad_bytes:
             for cs in model.cores:
@@ -330,8 +332,11 @@ def _update_durations(rt: Runtime, changed: Model) -> None:
 
 
 def _duration(rt: Runtime, m: Model, hbm_sharers: int) -> float:
-    """Simulated seconds of one execution, cached per NEFF, core count and number of weight sharers."""
-    key = (m.neff.uuid, m.neff.name, len(m.cores), hbm_sharers)
+    """Simulated seconds of one execution, cached per NEFF content, core count and number of weight sharers
+    (uuid and name alone do not identify a NEFF: two builds may share them and differ in duration)."""
+    n = m.neff
+    key = (n.uuid, n.name, n.header.hash, n.header.data_size, n.code_bytes, n.constants_bytes,
+           n.graph.declared.duration_s if n.graph is not None else None, len(m.cores), hbm_sharers)
     cache = table(rt).duration_cache
     cached = cache.get(key)
     if cached is None:
@@ -353,10 +358,10 @@ def opaque_outputs(model: Model, inputs: dict[str, np.ndarray], outputs: dict[st
     if ref is None:
         if not model.warned_sentinel:
             model.warned_sentinel = True
-            nrtlog.warn("NRT", "nrt_execute",
-                        f"NEFF {model.name} (uuid {model.neff.uuid}) was made by the Neuron compiler and its "
-                        "instructions cannot be run by neuron_sim; outputs are filled with 0xAB bytes. Register a "
-                        "numpy reference with neuron_sim.register_reference(name_or_uuid, fn)")
+            nrtlog.notice("NRT", "nrt_execute",
+                          f"NEFF {model.name} (uuid {model.neff.uuid}) was made by the Neuron compiler and its "
+                          "instructions cannot be run by neuron_sim; outputs are filled with 0xAB bytes. Register a "
+                          "numpy reference with neuron_sim.register_reference(name_or_uuid, fn)")
         for arr in outputs.values():
             arr.view(np.uint8).fill(SENTINEL_BYTE)
         return True

@@ -11,8 +11,7 @@ Liveness works like core reservation: the publisher holds an exclusive flock on 
 its lifetime, so the kernel drops it however the process ends; a reader finds the record of a dead process
 unlocked, ignores it and removes it. The random token keeps a reused pid from ever matching an old record.
 
-State owned here: each runtime's ``Publisher`` (its thread, record file and lock); a ``MonitorAttachment`` holds
-``monitor.lock`` for a tool.
+State owned here: this process's published record, its lock file and the ``Publisher`` thread.
 """
 from __future__ import annotations
 
