@@ -138,7 +138,8 @@ EXCEPTIONS: dict[str, set[str]] = {
                                 "neuron_sim.neff.package.hash_algorithm", "neuron_sim.neff.package.make_archive",
                                 "neuron_sim.neff.package.compute_hash", "neuron_sim.neff.package.read_archive",
                                 "neuron_sim.neff.reader.Neff", "neuron_sim.neff.reader.hash_fields",
-                                "neuron_sim.neff.reader.read_neff", "neuron_sim.neff.writer.write_neff"},
+                                "neuron_sim.neff.reader.read_neff", "neuron_sim.neff.writer.write_neff",
+                                "neuron_sim.regular_files.open_regular"},
 }
 
 
