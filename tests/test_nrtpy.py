@@ -178,6 +178,23 @@ def test_everything_is_invalid_after_reset(sample, capsys):
     assert "ERROR" not in capsys.readouterr().err
 
 
+
+def test_objects_belong_to_the_runtime_they_were_made_in_whoever_closes_it(capsys):
+    """The runtime's own lifecycle decides: closed by another face, nrtpy starts a new one and the old objects
+    are invalid (they never reach the new runtime); a runtime another face started is used as it is."""
+    old = NrtpyTensor.from_numpy(np.ones(4, np.float32))
+    assert nrt.nrt_close() is None
+    new = NrtpyTensor.from_numpy(np.zeros(4, np.float32))          # nrtpy starts a new runtime on first use
+    with pytest.raises(NrtpyError, match="was invalidated by nrtpy.reset"):
+        old.numpy()
+    assert new.numpy().tolist() == [0, 0, 0, 0]
+    with pytest.raises(NrtpyError, match="called while the runtime is active"):
+        configure([0])
+    reset()
+    assert nrt.nrt_init(nrt.NRT_FRAMEWORK_TYPE_NO_FW, "", "") == nrt.NRT_SUCCESS
+    assert NrtpyTensor.from_numpy(np.full(2, 7, np.int32)).numpy().tolist() == [7, 7]   # the flat face's runtime
+
+
 # ---- tensors ------------------------------------------------------------------------------------------
 def test_tensor_round_trip_attributes_and_contiguity():
     src = np.arange(24, dtype=np.float32).reshape(4, 6).T    # not contiguous: made contiguous first

@@ -20,12 +20,18 @@ def _with_context(exc: NrtError, context: str) -> NrtError:
     return NrtError(exc.status, f"{context}: {exc.message}")
 
 
-def init() -> None:
-    """nrt_init with no framework: reserves the cores NEURON_RT_VISIBLE_CORES names (all when unset)."""
+def init() -> Any:
+    """nrt_init with no framework: reserves the cores NEURON_RT_VISIBLE_CORES names (all when unset).
+    Returns the runtime's opaque handle."""
     try:
-        interface.init()
+        return interface.init()
     except NrtError as exc:
         raise _with_context(exc, "Failed to initialize the Neuron runtime") from None
+
+
+def live_runtime() -> Any:
+    """The live runtime's opaque handle, or None."""
+    return interface.live_runtime()
 
 
 def close() -> None:

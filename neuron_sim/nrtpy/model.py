@@ -49,28 +49,28 @@ class BenchmarkResult:
                    warmup_iterations, list(durations_ms))
 
 
-def _unload(handle: Any, generation: int) -> None:
+def _unload(handle: Any, runtime: Any) -> None:
     """GC finaliser: unload the model unless reset() already closed its runtime."""
-    if SESSION.live(generation):
+    if SESSION.live(runtime):
         _backend.unload(handle)
 
 
 class NrtpyModel:
     """A NEFF loaded on one NeuronCore; unloaded when garbage-collected (or by nrtpy.reset())."""
 
-    def __init__(self, handle: Any, name: str, neff_path: Path, core_id: int, generation: int) -> None:
+    def __init__(self, handle: Any, name: str, neff_path: Path, core_id: int, runtime: Any) -> None:
         self.name = name
         self.neff_path = neff_path
         self.core_id = core_id
         self._handle = handle
-        self._generation = generation
+        self._runtime = runtime
         info = _backend.tensor_info(handle, f"Failed to read the tensor info of model {name}")
         meta = {i.name: TensorMetadata(list(i.shape), i.size, i.np_dtype) for i in info}
         self.input_tensors_info: dict[str, TensorMetadata] = {i.name: meta[i.name] for i in info
                                                               if _backend.is_input(i)}
         self.output_tensors_info: dict[str, TensorMetadata] = {i.name: meta[i.name] for i in info
                                                                if not _backend.is_input(i)}
-        weakref.finalize(self, _unload, handle, generation).atexit = False
+        weakref.finalize(self, _unload, handle, runtime).atexit = False
 
     @classmethod
     def load_from_neff(cls, neff_path: str | os.PathLike, name: str | None = None, core_id: int = 0,
@@ -79,7 +79,7 @@ class NrtpyModel:
         if not isinstance(neff_path, (str, os.PathLike)):
             raise TypeError(f"neff_path must be a str or pathlib.Path, got {type(neff_path).__name__}")
         path = Path(neff_path)
-        generation = SESSION.start()
+        runtime = SESSION.start()
         context = f"Failed to load model {path}"
         try:
             data = path.read_bytes()
@@ -90,10 +90,10 @@ class NrtpyModel:
             handle = _backend.load_collectives(data, core_id, rank_id, world_size, context)
         else:
             handle = _backend.load(data, core_id, context)
-        return cls(handle, name if name is not None else path.stem, path, core_id, generation)
+        return cls(handle, name if name is not None else path.stem, path, core_id, runtime)
 
     def _model(self, function: str) -> Any:
-        SESSION.check(self._generation, f"NrtpyModel '{self.name}'", function)
+        SESSION.check(self._runtime, f"NrtpyModel '{self.name}'", function)
         return self._handle
 
     def _handles(self, tensors: Any, kind: str, expected: Mapping[str, TensorMetadata],

@@ -1,8 +1,10 @@
 """nrtpy's session with the runtime: lazy runtime start, ``configure`` (NEURON_RT_VISIBLE_CORES) and ``reset``.
 
-Every NrtpyTensor and NrtpyModel records the generation it was made in; ``reset()`` closes the runtime and starts
-a new generation, so every older object raises NrtpyError when used, and its GC finaliser frees nothing. The
-public singleton object (``get_nrtpy_singleton()``) is ``singleton.py``, above the tensors it frees.
+Every NrtpyTensor and NrtpyModel records the runtime it was made in (the interface's opaque runtime handle);
+once that runtime is closed (``reset()``, or any face's nrt_close) the object raises NrtpyError when used and
+its GC finaliser frees nothing. Whether a runtime is live is the runtime's own state, read through the
+interface; the session keeps only what ``configure`` saved. The public singleton object
+(``get_nrtpy_singleton()``) is ``singleton.py``, above the tensors it frees.
 """
 from __future__ import annotations
 
@@ -21,33 +23,29 @@ _UNSET = object()
 
 
 class Session:
-    """This process's nrtpy session: whether it started the runtime, the generation, the saved core setting."""
+    """This process's nrtpy session: starts the runtime on first use, remembers the core setting to restore."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self.active = False
-        self.generation = 0
         self._saved_env: Any = _UNSET        # NEURON_RT_VISIBLE_CORES before the first configure()
 
-    def start(self) -> int:
-        """Initialise the runtime on first use; the current generation."""
+    def start(self) -> Any:
+        """The live runtime (started now if none is): the token objects made now record."""
         with self._lock:
-            if not self.active:
-                _backend.init()
-                self.active = True
-            return self.generation
+            runtime = _backend.live_runtime()
+            return _backend.init() if runtime is None else runtime
 
-    def check(self, generation: int, what: str, function: str) -> None:
-        """NrtpyError when an object of an older generation (before reset()) is used."""
-        if generation != self.generation or not self.active:
+    def check(self, runtime: Any, what: str, function: str) -> None:
+        """NrtpyError when an object of a runtime that was closed since (by reset()) is used."""
+        if not self.live(runtime):
             raise nrtpy_error(function, f"{what} was invalidated by nrtpy.reset(); create it again")
 
-    def live(self, generation: int) -> bool:
-        return self.active and generation == self.generation
+    def live(self, runtime: Any) -> bool:
+        return runtime is _backend.live_runtime()
 
     def configure(self, visible_cores: Iterable[int] | None) -> None:
         with self._lock:
-            if self.active:
+            if _backend.live_runtime() is not None:
                 raise nrtpy_error("nrtpy.configure", "nrtpy.configure() called while the runtime is active; "
                                   "call nrtpy.reset() first, then configure()")
             if visible_cores is None:
@@ -59,10 +57,7 @@ class Session:
 
     def reset(self) -> None:
         with self._lock:
-            if self.active:
-                self.active = False
-                _backend.close()
-            self.generation += 1
+            _backend.close()
             if self._saved_env is not _UNSET:
                 if self._saved_env is None:
                     os.environ.pop(VISIBLE_CORES, None)

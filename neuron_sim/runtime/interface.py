@@ -65,7 +65,7 @@ __all__ = [
     "execute", "execute_status", "execute_repeat", "execute_now", "run_arrays", "submit", "submit_arrays", "async_enabled", "async_depth",
     "register_callback",
     "drain", "memory_stats", "memory_by_category", "format_bytes",
-    "model_execution_time_s", "reset_process", "save_references", "injected_faults", "fault_plan_changed",
+    "model_execution_time_s", "live_runtime", "reset_process", "save_references", "injected_faults", "fault_plan_changed",
 ]
 
 TENSOR_USAGE_INPUT, TENSOR_USAGE_OUTPUT = 0, 1
@@ -619,6 +619,12 @@ def model_execution_time_s(model: Any) -> float:
     """Simulated device seconds each execution of the model takes (what a completed execution charges its
     cores; the cost model's duration), e.g. for a face's per-execution device time."""
     return _model(model, "nrt_get_model_info").duration_s
+
+
+def live_runtime() -> Runtime | None:
+    """The live runtime's opaque handle (what ``init`` returned), or None: a face may tag the objects it makes
+    with it and tell, by identity, whether the runtime they belong to is still the live one."""
+    return lifecycle.peek()
 
 
 def reset_process() -> None:
