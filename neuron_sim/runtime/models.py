@@ -65,8 +65,9 @@ class Model:
     duration_s: float
     allocations: list[Allocation] = field(default_factory=list)
     shared_entries: list = field(default_factory=list)
-    unloaded: bool = False
+    unloaded: bool = False        # set once, under rt.lock, by the one unload that wins
     warned_sentinel: bool = False
+    timelines: tuple = ()         # the simulated timelines of its cores (runtime.clock.Timeline)
 
     @property
     def name(self) -> str:
@@ -132,7 +133,7 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
         model_id = next(tab.ids)
         rt.memory.neff_names[model_id] = neff.name
         model = Model(model_id, neff, start, cores, _bindings(neff.inputs), _bindings(neff.outputs),
-                      compiled, 0.0)
+                      compiled, 0.0, timelines=tuple(cs.timeline for cs in cores))
         try:
             _account(rt, model)
         except OutOfDeviceMemory as exc:
@@ -150,16 +151,27 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
 
 
 def unload(rt: Runtime, model: Model) -> None:
-    """Free every byte the model took; a second unload of the same handle is NRT_INVALID_HANDLE."""
-    if model.unloaded:
-        raise fail(NrtStatus.INVALID_HANDLE, "NRT", "nrt_unload", f"Model {model.id} was already unloaded")
-    if rt.async_queue is not None:
-        rt.async_queue.drain_model(model)
+    """Free every byte the model took; a second unload of the same handle is NRT_INVALID_HANDLE.
+
+    Waits for the model's executions in flight: synchronous ones (they hold its cores' locks) and queued
+    async ones. From an async callback it cannot wait for its own queue: the model is unloaded at once for
+    every caller and its memory is returned after its last queued request (see async_exec).
+    """
     with rt.lock:
-        for cs in model.cores:
-            with cs.lock:
-                pass  # wait for a running execution on these cores to finish
-        model.unloaded = True
+        if model.unloaded:
+            raise fail(NrtStatus.INVALID_HANDLE, "NRT", "nrt_unload", f"Model {model.id} was already unloaded")
+        model.unloaded = True     # from here on executes and submits of this model are NRT_INVALID_HANDLE
+    q = rt.async_queue
+    if q is not None and q.release_after_requests(model, lambda: _release_model(rt, model)):
+        return
+    _release_model(rt, model)
+
+
+def _release_model(rt: Runtime, model: Model) -> None:
+    for cs in model.cores:
+        with cs.lock:
+            pass  # an execution that started before the unload finishes first
+    with rt.lock:
         table(rt).by_id.pop(model.id, None)
         for cs in model.cores:
             cs.models -= 1
@@ -172,8 +184,13 @@ def unload(rt: Runtime, model: Model) -> None:
 
 
 def unload_all(rt: Runtime) -> None:
+    """Unload every model no other thread is unloading (nrt_close, after the async queues drained)."""
     for model in loaded(rt):
-        unload(rt, model)
+        with rt.lock:
+            if model.unloaded:
+                continue
+            model.unloaded = True
+        _release_model(rt, model)
 
 
 def check_model(rt: Runtime, model: object, function: str) -> Model:
