@@ -67,7 +67,7 @@ def time_small(path: Path, rounds: int, instance: str) -> tuple[float, float]:
         return statistics.median(loads), statistics.median(bases)
     finally:
         nrt.nrt_close()
-        lifecycle.reset_for_tests()
+        lifecycle.reset()
 
 
 PEAK_CHILD = r"""

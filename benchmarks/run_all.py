@@ -5,7 +5,7 @@
 Method: each row times the emulator and its plain-numpy (or standard library) counterpart in *interleaved* rounds
 on the same machine state and reports the median over rounds; the noise of a row is half the interquartile range of
 its rounds. A row misses when its median exceeds the target by more than that noise; the exit status is 1 when any
-row misses (2 on a benchmark error). Not part of the test suite: the figures depend on the box.
+row misses, 2 when a row could not be measured (the other rows are still printed). Not part of the test suite: the figures depend on the box.
 """
 from __future__ import annotations
 
@@ -387,16 +387,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in [k for k in os.environ if k.startswith("NEURON_RT_")]:
         del os.environ[name]
     rows: list[Row] = []
+    broken: list[str] = []
     for key, run in ROWS:
         if args.only and args.only not in key:
             continue
         print(f"... {key}", file=sys.stderr, flush=True)
         try:
             got = run(args)
-        except Exception as exc:  # noqa: BLE001 - report which row broke, then fail the run
-            print(f"benchmark row {key!r} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 2
+        except Exception as exc:  # noqa: BLE001 - report which row broke, finish the others, fail the run
+            broken.append(f"benchmark row {key!r} failed: {type(exc).__name__}: {exc}")
+            print(broken[-1], file=sys.stderr)
+            continue
         rows.extend(got if isinstance(got, list) else [got])
+    if not rows:
+        return 2
     width = max(len(r.measure) for r in rows)
     print(f"{'measure':<{width}}  {'now':>38}  {'target':>9}  {'noise':>8}  verdict")
     for r in rows:
@@ -407,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for r in rows:
         print(f"- {r.measure}: {r.method}")
-    return 1 if any(r.missed for r in rows) else 0
+    for line in broken:
+        print(line)
+    return 2 if broken else 1 if any(r.missed for r in rows) else 0
 
 
 if __name__ == "__main__":
