@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from bisect import insort
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -218,8 +219,10 @@ class AsyncQueue:
                         t.ready_at = end
                 for t in req.out_tensors:
                     t.pending += 1
+                    insort(t.completion_ends, end)
                     if end > t.ready_at:
                         t.ready_at = end
+                rt.tensor_cv.notify_all()       # a completion wait may now know when it ends
             job = Request(next(self.jobs), req, reservation, on_done)
             q.inflight += 1
             q.items.append(job)

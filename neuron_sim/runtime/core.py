@@ -229,11 +229,42 @@ class Runtime:
         t.drop_views()
 
     def wait_completions(self, t: Tensor, expected: int, timeout_s: float | None, function: str) -> None:
-        """Block until the tensor's output completion counter reaches ``expected``; NRT_TIMEOUT after ``timeout_s``."""
+        """Block until the tensor's output completion counter reaches ``expected``; NRT_TIMEOUT after ``timeout_s``.
+
+        The timeout is simulated time, as for every wait (wall time on the real clock): the counter reaches
+        ``expected`` at the simulated end of the request that brings it there; the caller's time moves to that
+        end, or to its deadline when that end is later or no accepted request can reach ``expected``.
+        """
+        if self.clock.kind == "real":
+            with self.tensor_cv:
+                if self.tensor_cv.wait_for(lambda: t.completions >= expected, timeout=timeout_s):
+                    return
+            raise self._completion_timeout(t, expected, function)
+        deadline = float("inf") if timeout_s is None else self.clock.thread_now() + timeout_s
+        if expected <= 0:
+            return
         with self.tensor_cv:
-            if not self.tensor_cv.wait_for(lambda: t.completions >= expected, timeout=timeout_s):
-                raise fail(NrtStatus.TIMEOUT, "NRT", function,
-                           f"Tensor '{t.name}' completion counter {t.completions} did not reach {expected}")
+            ends = t.completion_ends
+            while len(ends) < expected and deadline == float("inf"):
+                self.tensor_cv.wait()      # no timeout: wait for requests another thread has yet to submit
+            when = ends[expected - 1] if len(ends) >= expected else None
+            if when is not None and when <= deadline:
+                self.clock.wait_until(when)
+                self.tensor_cv.wait_for(lambda: t.completions >= expected)   # the runtime thread catches up
+                return
+        self.clock.wait_until(deadline)
+        raise self._completion_timeout(t, expected, function)
+
+    def reset_completions(self, t: Tensor) -> None:
+        """Counter back to 0; requests still running count from 0 again (their ends are kept)."""
+        with self.tensor_cv:
+            del t.completion_ends[:t.completions]
+            t.completions = 0
+
+    @staticmethod
+    def _completion_timeout(t: Tensor, expected: int, function: str) -> NrtError:
+        return fail(NrtStatus.TIMEOUT, "NRT", function,
+                    f"Tensor '{t.name}' completion counter {t.completions} did not reach {expected}")
 
     def wait_idle(self, t: Tensor) -> None:
         """Block while a pending async request uses the tensor (no stale reads, no torn writes).

@@ -467,7 +467,7 @@ def reset_output_completion(tensor: Any) -> None:
     rt = _live(fn)
     if tensor is None:
         raise fail(NrtStatus.INVALID, "NRT", fn, "NULL tensor")
-    rt.check_tensor(tensor, fn).completions = 0
+    rt.reset_completions(rt.check_tensor(tensor, fn))
 
 
 # ---- tensor sets ----------------------------------------------------------------------------------------
