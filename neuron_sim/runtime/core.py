@@ -31,6 +31,10 @@ from neuron_sim.status import NrtError, NrtStatus
 HOST_TENSOR_LIMIT = 4 << 20      # deprecated HOST placement: DMA-able host memory, at most 4 MB
 TENSOR_SIZE_LIMIT = 4 << 30      # nrt_tensor_allocate does not support 4 GB or more (known issue)
 
+# a failed execution's counter by status; every other failure (hardware errors, OOB, ...) is completed_with_err
+FAILED_EXECUTION_COUNTERS = {NrtStatus.TIMEOUT: "timed_out", NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR:
+                             "completed_with_num_err", NrtStatus.INVALID: "incorrect_input"}
+
 
 class CoreState:
     """Per logical core of this process: execution lock, simulated timeline, counters."""
@@ -46,6 +50,10 @@ class CoreState:
         self.scratchpad = None           # Allocation of the shared scratchpad
         self.stats = {"completed": 0, "completed_with_num_err": 0, "timed_out": 0, "incorrect_input": 0,
                       "completed_with_err": 0, "device_time_s": 0.0}
+
+    def count_failure(self, status: NrtStatus) -> None:
+        """Count an execution that failed with ``status`` under its neuron-monitor execution_summary counter."""
+        self.stats[FAILED_EXECUTION_COUNTERS.get(status, "completed_with_err")] += 1
 
 
 class Runtime:
