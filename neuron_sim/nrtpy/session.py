@@ -8,15 +8,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from neuron_sim.nrtpy import _backend
 from neuron_sim.nrtpy.errors import nrtpy_error
-
-if TYPE_CHECKING:
-    from neuron_sim.nrtpy.tensor import NrtpyTensor
 
 VISIBLE_CORES = "NEURON_RT_VISIBLE_CORES"
 _UNSET = object()
@@ -31,12 +28,12 @@ class NrtpySingleton:
         self.generation = 0
         self._saved_env: Any = _UNSET        # NEURON_RT_VISIBLE_CORES before the first configure()
 
-    def free_tensor(self, tensor: "NrtpyTensor") -> None:
-        """Free the tensor's device memory now; using it afterwards raises NrtpyError."""
-        from neuron_sim.nrtpy.tensor import NrtpyTensor
-        if not isinstance(tensor, NrtpyTensor):
+    def free_tensor(self, tensor: Any) -> None:
+        """Free an NrtpyTensor's device memory now; using it afterwards raises NrtpyError."""
+        ref = getattr(tensor, "tensor_ref", None)     # duck-typed: nrtpy.tensor imports this module
+        if ref is None:
             raise TypeError(f"free_tensor() takes an NrtpyTensor, got {type(tensor).__name__}")
-        tensor.tensor_ref.free(tensor.name)
+        ref.free(tensor.name)
 
     # ---- used by the face -----------------------------------------------------------------------------
     def start(self) -> int:
