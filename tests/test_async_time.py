@@ -230,3 +230,20 @@ def test_output_completion_without_timeout_waits_for_a_later_submission(monkeypa
     assert nrt.nrt_execute(model, ins, outs) == 0
     waiter.join(timeout=30)
     assert got == {"status": 0, "at": 1.0}
+
+
+def test_completion_history_stays_bounded(monkeypatch):
+    """Thousands of requests on one output tensor keep a bounded list of ends; old counts still answer."""
+    from neuron_sim.runtime.async_exec import COMPLETION_HISTORY
+    rt = start(monkeypatch, depth=2)
+    model = nrt.nrt_load(scale_neff(1.0), 0, -1)[1]
+    ins, outs = io(model, 0)
+    y = nrt.nrt_get_tensor_from_tensor_set(outs, "y")[1]
+    n = 3 * COMPLETION_HISTORY
+    for i in range(n):
+        assert nrt.nrt_execute(model, ins, outs) == 0
+        assert nrt.nrt_tensor_check_output_completion(y, -1, i + 1) == 0       # waits for the request's end
+        assert rt.clock.thread_now() == float(i + 1)
+    assert len(y.completion_ends) <= 2 * COMPLETION_HISTORY + 1
+    assert nrt.nrt_tensor_check_output_completion(y, 0, 1) == 0             # reached long ago
+    assert nrt.nrt_tensor_check_output_completion(y, 0, n + 1) == nrt.NRT_TIMEOUT

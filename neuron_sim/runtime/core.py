@@ -253,9 +253,10 @@ class Runtime:
             return
         with self.tensor_cv:
             ends = t.completion_ends
-            while len(ends) < expected and deadline == float("inf"):
+            while len(ends) < expected - t.completion_base and deadline == float("inf"):
                 self.tensor_cv.wait()      # no timeout: wait for requests another thread has yet to submit
-            when = ends[expected - 1] if len(ends) >= expected else None
+            index = expected - t.completion_base
+            when = t.completion_floor if index <= 0 else ends[index - 1] if len(ends) >= index else None
             if when is not None and when <= deadline:
                 self.clock.wait_until(when)
                 self.tensor_cv.wait_for(lambda: t.completions >= expected)   # the runtime thread catches up
@@ -266,8 +267,8 @@ class Runtime:
     def reset_completions(self, t: Tensor) -> None:
         """Counter back to 0; requests still running count from 0 again (their ends are kept)."""
         with self.tensor_cv:
-            del t.completion_ends[:t.completions]
-            t.completions = 0
+            del t.completion_ends[:t.completions - t.completion_base]
+            t.completions = t.completion_base = 0
 
     @staticmethod
     def _completion_timeout(t: Tensor, expected: int, function: str) -> NrtError:
