@@ -136,6 +136,22 @@ class DeviceMemory:
             self._count(alloc, -alloc.nbytes)
             self._release((alloc.device, alloc.bank), bank)
 
+    def free_many(self, allocs: list[Allocation]) -> None:
+        """``free`` each allocation under one lock acquisition (a model's unload returns several at once)."""
+        with self._lock:
+            touched = {}
+            for alloc in allocs:
+                if alloc is None or not alloc.live:
+                    continue
+                alloc.live = False
+                key = (alloc.device, alloc.bank)
+                bank = touched[key] = self._banks[key]
+                bank.used -= alloc.nbytes
+                bank.allocations.discard(alloc)
+                self._count(alloc, -alloc.nbytes)
+            for key, bank in touched.items():
+                self._release(key, bank)
+
     def resize(self, alloc: Allocation, nbytes: int, core: LogicalCore) -> None:
         """Grow or shrink a live allocation in place (the shared scratchpad grows with the largest NEFF)."""
         with self._lock:

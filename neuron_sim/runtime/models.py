@@ -372,8 +372,7 @@ def _needs_scratchpad(tab: ModelTable, model: Model, delta: int) -> None:
 
 
 def _release_memory(rt: Runtime, model: Model) -> None:
-    for a in model.allocations:
-        rt.memory.free(a)
+    rt.memory.free_many(model.allocations)
     model.allocations.clear()
     shared = table(rt).shared_constants
     for entry in model.shared_entries:
