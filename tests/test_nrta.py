@@ -410,3 +410,20 @@ def test_close_completes_pending_operations_and_then_calls_are_closed(runtime):
     nrt.nrt_close()
     assert [r.value for r in rets] == [0] * 4
     assert nrt.nrta_is_completed(1)[0] == nrt.NRT_CLOSED
+
+
+def test_model_submit_without_the_legacy_queue_runs_on_the_compute_unit(monkeypatch):
+    import neuron_sim
+    monkeypatch.setenv("NEURON_SIM_INSTANCE_TYPE", "trn1.2xlarge")
+    with neuron_sim.Runtime() as rt:
+        model = rt.load(scale_neff(duration=100e-6))
+        xs = [np.full(256, float(i), np.float32) for i in range(70)]
+        futures = [model.submit(x=x, block=True) for x in xs]          # 70 > 64 in flight: block waits for room
+        for i, f in enumerate(futures):
+            np.testing.assert_array_equal(f.result(timeout=30)["y"], np.full(256, 3.0 * i, np.float32))
+        assert futures[-1].end == pytest.approx(70 * 100e-6)            # one after another on the core
+        for _ in range(64):
+            model.submit(x=xs[0])
+        with pytest.raises(neuron_sim.NrtError) as exc:
+            model.submit(x=xs[0])
+        assert exc.value.status == nrt.NRT_QUEUE_FULL

@@ -25,7 +25,8 @@ Groups: lifecycle (``init``, ``close``, ``state``, counts and instance info befo
 ``unload``, model info), tensors and tensor sets, execute (``execute``, ``execute_status``, ``execute_repeat``,
 ``execute_now``, ``run_arrays``),
 async (``submit``, ``submit_arrays``, ``wait_output_completion``, ``drain``, ``register_callback``),
-memory statistics, version and status strings.
+explicit async (``async_*``: nrta_* execution units, ``CompletionStatus``), memory statistics, version and status
+strings.
 
 State owned here: none; it routes to the modules that own it.
 """

@@ -156,18 +156,27 @@ class XuQueue:
         self.thread: threading.Thread | None = None
 
     # ---- caller side ---------------------------------------------------------------------------------
-    def admit(self, function: str, now: float) -> None:
-        """NRT_QUEUE_FULL when QUEUE_DEPTH operations are in flight at the caller's simulated time ``now``."""
+    def admit(self, function: str, clock: Any, block: bool = False) -> float:
+        """NRT_QUEUE_FULL when QUEUE_DEPTH operations are in flight at the caller's simulated time; with
+        ``block`` wait for the oldest to end instead. Returns the caller's simulated time."""
         with self.cv:
-            while self.items and self.items[0].end <= now:   # ended in simulated time: let the thread catch up
-                self.cv.wait()
-            ends = self.inflight_ends
-            while ends and ends[0] <= now:
-                ends.popleft()
-            if len(ends) >= QUEUE_DEPTH:
-                raise fail(NrtStatus.QUEUE_FULL, "NRT", function,
-                           f"{self.name} is full: {len(ends)} operations in flight (depth {QUEUE_DEPTH}); wait for "
-                           f"sequence {seq_id(self.id, self.completed + 1):#x} to complete and retry")
+            while True:
+                now = clock.thread_now()
+                while self.items and self.items[0].end <= now:   # ended in simulated time: let the thread catch up
+                    self.cv.wait()
+                ends = self.inflight_ends
+                while ends and ends[0] <= now:
+                    ends.popleft()
+                if len(ends) < QUEUE_DEPTH:
+                    return now
+                if not block:
+                    raise fail(NrtStatus.QUEUE_FULL, "NRT", function,
+                               f"{self.name} is full: {len(ends)} operations in flight (depth {QUEUE_DEPTH}); "
+                               f"wait for sequence {seq_id(self.id, self.completed + 1):#x} to complete and retry")
+                oldest = ends[0]
+                while self.items and self.items[0].end <= oldest:
+                    self.cv.wait()
+                clock.wait_until(oldest)
 
     def enqueue(self, op: Op) -> None:
         with self.cv:
@@ -285,11 +294,10 @@ class Units:
     def schedule(self, q: XuQueue, function: str, duration: float | None, work: Callable[[Op], int],
                  uses: tuple[tuple[Tensor, int, int, bool], ...], ret: CompletionStatus | StatusSink,
                  on_done: Callable[[int], Any] | None = None,
-                 book: Callable[[], tuple[float, float]] | None = None) -> int:
+                 book: Callable[[], tuple[float, float]] | None = None, block: bool = False) -> int:
         """Admit, book the slot (``duration`` on the queue's timeline, or ``book()``), enqueue; the sequence id."""
         clock = self.rt.clock
-        now = clock.thread_now()
-        q.admit(function, now)
+        now = q.admit(function, clock, block)
         with self.lock:       # sequence numbers and slots in the same order on every queue
             start, end = book() if book is not None else q.timeline.reserve(now, duration)
             seq = q.next_seq()
@@ -473,8 +481,10 @@ def tensor_copy(rt: Runtime, src: Any, src_offset: Any, dst: Any, dst_offset: An
 
 
 def execute_schedule(rt: Runtime, model: Any, inputs: Any, outputs: Any, queue: Any, ret: Any,
-                     on_done: Callable[[int], Any] | None = None) -> int:
-    """nrta_execute_schedule: check and bind now, run on the model's COMPUTE queue; the sequence id."""
+                     on_done: Callable[[int], Any] | None = None, block: bool = False) -> int:
+    """nrta_execute_schedule: check and bind now, run on the model's COMPUTE queue; the sequence id.
+
+    ``block``: wait for room in a full queue instead of NRT_QUEUE_FULL (the Pythonic ``Model.submit``)."""
     fn = "nrta_execute_schedule"
     queue = _check_queue(queue, XuType.COMPUTE, fn)
     ret = _check_ret(ret, fn)
@@ -494,7 +504,7 @@ def execute_schedule(rt: Runtime, model: Any, inputs: Any, outputs: Any, queue: 
             return int(NrtStatus.INVALID_HANDLE)
         return int(execution.run(rt, req, accepted=True))
     uses = tuple((t, 0, t.size, False) for t in req.in_tensors) + tuple((t, 0, t.size, True) for t in req.out_tensors)
-    return u.schedule(q, fn, None, work, uses, ret, on_done, book=book)
+    return u.schedule(q, fn, None, work, uses, ret, on_done, book=book, block=block)
 
 
 def _queue_of_seq(rt: Runtime, seq: Any, function: str) -> tuple[XuQueue, int]:
