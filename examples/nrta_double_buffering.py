@@ -16,6 +16,7 @@ and the speed-up. ``benchmarks/bench_nrta.py`` runs the same loops under the rea
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,12 +26,18 @@ from neuron_sim.neff.builder import NeffBuilder
 ROWS, K, N = 256, 2048, 1024
 
 
-def build_model() -> tuple[bytes, np.ndarray]:
-    w = (np.random.default_rng(0).standard_normal((K, N)) / np.sqrt(K)).astype(np.float32)
-    b = NeffBuilder("double_buffer_mm", target="v2")
+def build_model(device_bound_s: float | None = None) -> tuple[bytes, Callable[[np.ndarray], np.ndarray]]:
+    """The NEFF and its numpy reference. ``device_bound_s``: a cheap model (first N columns times 2) declaring
+    that many seconds of device time instead of the matmul (for runs under the real clock)."""
+    b = NeffBuilder("double_buffer", target="v2")
     x = b.input("x", "float32", (ROWS, K))
+    if device_bound_s is not None:
+        b.output("y", b.slice(x, [0, 0], [ROWS, N]) * 2.0)
+        b.declare(duration_s=device_bound_s)
+        return b.build(), lambda a: a[:, :N] * 2.0
+    w = (np.random.default_rng(0).standard_normal((K, N)) / np.sqrt(K)).astype(np.float32)
     b.output("y", x @ b.weight("w", w))
-    return b.build(), w
+    return b.build(), lambda a: a @ w
 
 
 def batches(count: int) -> list[np.ndarray]:
@@ -115,10 +122,10 @@ def main(argv: list[str]) -> int:
     count = int(argv[1]) if len(argv) > 1 else 8
     assert nrt.nrt_init() == nrt.NRT_SUCCESS
     try:
-        neff, w = build_model()
+        neff, reference = build_model()
         p = Pipeline(neff)
         inputs = batches(count)
-        expected = [x @ w for x in inputs]
+        expected = [reference(x) for x in inputs]
         results = {}
         for name, loop in (("synchronous", synchronous), ("double-buffered", double_buffered)):
             outputs = [np.zeros((ROWS, N), np.float32) for _ in inputs]
