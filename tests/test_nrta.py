@@ -177,6 +177,39 @@ def test_one_queue_completes_in_order(runtime):
     assert status == 0 and seq & nrt.NRTA_SEQ_NUM_MAX == len(sizes) + 1
 
 
+def test_threads_scheduling_on_one_queue_complete_in_sequence_order(runtime):
+    runtime()
+    x = device_tensor(64)
+    order = iter(range(10**6))
+    lock = threading.Lock()
+    records = []                                       # [seq, completion index] per operation
+
+    def sink_for(record):
+        def write(status):
+            with lock:
+                record[1] = next(order)
+        return write
+
+    def worker():
+        for _ in range(15):
+            record = [None, None]
+            status, record[0] = nrt.nrta_tensor_write(x, bytes(64), 0, 64, 0, sink_for(record))
+            assert status == 0
+            with lock:
+                records.append(record)
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    last = nrt.nrta_status_t()
+    nrt.nrta_tensor_write(x, bytes(64), 0, 64, 0, last)
+    assert last.wait(30) == 0
+    by_seq = sorted(records)
+    assert [r[0] & nrt.NRTA_SEQ_NUM_MAX for r in by_seq] == list(range(1, 61))
+    assert [r[1] for r in by_seq] == sorted(r[1] for r in by_seq)      # completion order = sequence order
+
+
 def test_get_sequence_is_number_zero_before_any_completion(runtime):
     runtime()
     status, seq = nrt.nrta_get_sequence(0, nrt.NRTA_XU_COLLECTIVES, 2)
@@ -317,6 +350,7 @@ def test_preparation_failures_return_a_status_and_schedule_nothing(runtime, caps
         nrt.nrta_tensor_write(x, bytes(10), 0, 1024, 0, ret),                    # short buffer
         nrt.nrta_tensor_write(x, bytes(1024), 512, 1024, 0, ret),                # out of bounds
         nrt.nrta_tensor_write(x, bytes(1024), 0, 1024, 0, 0),                    # not a status
+        nrt.nrta_tensor_write(x, bytes(1024), 0, 1024, 0, nrt.nrta_status_t),    # the class, not an instance
         nrt.nrta_tensor_read(b"immutable" * 200, x, 0, 1024, 0, ret),            # read-only buffer
         nrt.nrta_tensor_copy(x, 0, other_core, 0, 1024, 0, ret),                 # across cores
         nrt.nrta_execute_schedule(model, ins, outs, 1, ret),                     # COMPUTE has queue 0

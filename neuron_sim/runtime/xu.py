@@ -180,6 +180,9 @@ class XuQueue:
 
     def enqueue(self, op: Op) -> None:
         with self.cv:
+            if self.stopping:
+                raise fail(NrtStatus.CLOSED, "NRT", op.function, f"{op.function}: the runtime is closing; "
+                                                                 f"{self.name} accepts no more operations")
             self.items.append(op)
             self.inflight_ends.append(op.end)
             if self.thread is None:
@@ -298,14 +301,14 @@ class Units:
         """Admit, book the slot (``duration`` on the queue's timeline, or ``book()``), enqueue; the sequence id."""
         clock = self.rt.clock
         now = q.admit(function, clock, block)
-        with self.lock:       # sequence numbers and slots in the same order on every queue
+        with self.lock:       # sequence numbers, slots and queue order agree on every queue
             start, end = book() if book is not None else q.timeline.reserve(now, duration)
             seq = q.next_seq()
             op = Op(seq, function, start, end, work, tuple(t for t, *_ in uses), ret, on_done)
+            if isinstance(ret, CompletionStatus):
+                ret.seq, ret.start, ret.end, ret._clock = seq, start, end, clock
+            q.enqueue(op)
             self._check_hazards(op, q, uses, now)
-        if isinstance(ret, CompletionStatus):
-            ret.seq, ret.start, ret.end, ret._clock = seq, start, end, clock
-        q.enqueue(op)
         return seq
 
     def _check_hazards(self, op: Op, q: XuQueue, uses: tuple[tuple[Tensor, int, int, bool], ...],
@@ -375,10 +378,11 @@ def units(rt: Runtime) -> Units:
 
 
 def _check_ret(ret: Any, function: str) -> CompletionStatus | StatusSink:
-    if isinstance(ret, CompletionStatus) or callable(ret):
+    if isinstance(ret, CompletionStatus) or (callable(ret) and not isinstance(ret, type)):
         return ret
-    raise fail(NrtStatus.INVALID, "NRT", function, f"Invalid status {ret!r}: pass a CompletionStatus (the Python "
-                                                    "form of NRT_STATUS *ret) that receives the final status")
+    raise fail(NrtStatus.INVALID, "NRT", function, f"Invalid status {ret!r}: pass a CompletionStatus instance (the "
+                                                    "Python form of NRT_STATUS *ret, nrt.nrta_status_t()) or a "
+                                                    "callable taking the final status")
 
 
 def _check_queue(queue: Any, xu: XuType, function: str) -> int:
