@@ -59,7 +59,6 @@ SEQ_NUM_BITS = 48
 SEQ_NUM_MAX = (1 << SEQ_NUM_BITS) - 1
 QUEUE_DEPTH = 64            # operations in flight per XU queue (libnrt does not document its depth)
 RECENT_KEPT = 4096          # completed operations whose simulated end is remembered per queue
-MAX_VNC = 1 << 11           # the xu id keeps 11 bits for the core
 
 StatusSink = Callable[[int], Any]
 
