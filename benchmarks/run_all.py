@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import random
-import resource
 import statistics
 import subprocess
 import sys

@@ -9,8 +9,6 @@ import threading
 from enum import IntEnum
 from typing import Any
 
-import threading
-
 import numpy as np
 
 from neuron_sim.hardware.model import LogicalCore
