@@ -248,7 +248,8 @@ def test_neuroncore_group_sizes_parsed_and_deprecated():
     config = load_config({"NEURONCORE_GROUP_SIZES": "3,4,1"})
     assert config.neuroncore_group_sizes == (3, 4, 1)
     assert config.warnings == (
-        "NEURONCORE_GROUP_SIZES is deprecated; use NEURON_RT_VISIBLE_CORES or NEURON_RT_NUM_CORES instead",
+        "NEURONCORE_GROUP_SIZES is being deprecated in a future release and should be avoided in favor of newer "
+        "placement methods. Use NEURON_RT_NUM_CORES or NEURON_RT_VISIBLE_CORES with default placement if possible",
     )
     assert "such as 3,4,1" in str(_error({"NEURONCORE_GROUP_SIZES": "3,0"}))
 

@@ -232,11 +232,13 @@ def _numerical_errors_verbosity(reader: _Reader) -> str:
 
 
 def _group_sizes(reader: _Reader) -> tuple[int, ...] | None:
-    """NEURONCORE_GROUP_SIZES is parsed for compatibility and always flagged as deprecated."""
+    """NEURONCORE_GROUP_SIZES is honoured (runtime.placement) and always warned about in the guide's words."""
     sizes = reader.get("NEURONCORE_GROUP_SIZES", parse_positive_int_list, None)
     if sizes is not None:
         reader.warnings.append(
-            "NEURONCORE_GROUP_SIZES is deprecated; use NEURON_RT_VISIBLE_CORES or NEURON_RT_NUM_CORES instead"
+            "NEURONCORE_GROUP_SIZES is being deprecated in a future release and should be avoided in favor of "
+            "newer placement methods. Use NEURON_RT_NUM_CORES or NEURON_RT_VISIBLE_CORES with default placement "
+            "if possible"
         )
     return sizes
 

@@ -24,6 +24,7 @@ from neuron_sim.hardware.select import select_machine
 from neuron_sim.runtime import faults
 from neuron_sim.runtime.clock import make_clock
 from neuron_sim.runtime.memory import DeviceMemory, OutOfDeviceMemory
+from neuron_sim.runtime.placement import group_reservation, warn_misaligned
 from neuron_sim.runtime.reservation import CoresUnavailable, Reservation, default_state_dir, reserve
 from neuron_sim.runtime.tensors import FILL_BYTES, Placement, Storage, Tensor
 from neuron_sim.status import NrtError, NrtStatus
@@ -300,14 +301,20 @@ def visible_count_for(config: RuntimeConfig, machine: Machine, function: str) ->
         check_cores_in_range(config, machine.total_cores)
     except NrtError as exc:
         raise fail(exc.status, "NRT", function, exc.message) from None
+    num_cores, refused = group_reservation(config.neuroncore_group_sizes, config.visible_cores, config.num_cores,
+                                           machine.total_cores)
+    if refused is not None:
+        raise fail(NrtStatus.INVALID, "NRT", function, refused)
     if config.visible_cores is not None:
         return len(config.visible_cores)
-    if config.num_cores > machine.total_cores:
+    if num_cores > machine.total_cores:
+        asked = (f"NEURON_RT_NUM_CORES={num_cores}" if config.num_cores
+                 else f"NEURONCORE_GROUP_SIZES (sum {num_cores})")
         raise fail(NrtStatus.RESOURCE, "NRT", function,
-                   f"Logical Neuron Core(s) not available - Requested:{config.num_cores} "
-                   f"Available:{machine.total_cores} Logical Core size {machine.lnc}: NEURON_RT_NUM_CORES="
-                   f"{config.num_cores} is more than the {machine.total_cores} NeuronCores of {machine.instance_type}")
-    return config.num_cores or machine.total_cores
+                   f"Logical Neuron Core(s) not available - Requested:{num_cores} "
+                   f"Available:{machine.total_cores} Logical Core size {machine.lnc}: {asked} "
+                   f"is more than the {machine.total_cores} NeuronCores of {machine.instance_type}")
+    return num_cores or machine.total_cores
 
 
 def read_config(environ: Mapping[str, str] | None, function: str) -> RuntimeConfig:
@@ -356,7 +363,9 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
     visible_count_for(config, machine, "nrt_allocate_neuron_cores")
     try:
         state_dir = default_state_dir(machine, {"NEURON_SIM_STATE_DIR": config.state_dir} if config.state_dir else {})
-        reservation = reserve(state_dir, machine, visible=visible, num_cores=config.num_cores,
+        num_cores = group_reservation(config.neuroncore_group_sizes, visible, config.num_cores,
+                                      machine.total_cores)[0]
+        reservation = reserve(state_dir, machine, visible=visible, num_cores=num_cores,
                               runtime_version=version)
     except CoresUnavailable as exc:
         error = fail(exc.status, "NRT", "nrt_allocate_neuron_cores", exc.message)
@@ -376,4 +385,5 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
     if nrtlog.enabled("INFO", "NRT"):
         nrtlog.info("NRT", fn, f"Visible cores: {', '.join(str(c) for c in rt.global_core_ids())}, "
                     f"LNC: {machine.lnc}")
+    warn_misaligned(rt.global_core_ids()[0], rt.visible_count)
     return rt

@@ -16,7 +16,7 @@ from neuron_sim.compute.ops import OutOfBoundsAccess
 from neuron_sim.nrtlog import fail
 from neuron_sim.runtime import faults
 from neuron_sim.runtime.core import Runtime
-from neuron_sim.runtime.models import Binding, Model, check_model, opaque_outputs
+from neuron_sim.runtime.models import Binding, Model, check_model, opaque_outputs, pick_copy
 from neuron_sim.runtime.tensors import Placement, Tensor, TensorSet
 from neuron_sim.status import NrtError, NrtStatus
 
@@ -65,6 +65,9 @@ def _invalid(rt: Runtime, model: Model, message: str) -> NrtError:
 def prepare(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> Prepared:
     """Check every model input and output is present, of the model's size and on the model's core."""
     check_model(rt, model, "nrt_execute")
+    if model.copies:                   # a replicated load: the copy holding the inputs, else the earliest idle
+        model = pick_copy(model, inputs.get(model.inputs[0].name) if model.inputs and isinstance(inputs, TensorSet)
+                          else None)
     in_t: list[Tensor] = []
     out_t: list[Tensor] = []
     in_v: dict[str, np.ndarray] = {}
