@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Mapping
 
 from neuron_sim import nrtlog
+from neuron_sim.compute import rounding
 from neuron_sim.config import RuntimeConfig, check_cores_in_range, load_config, runtime_version_string
 from neuron_sim.nrtlog import fail
 from neuron_sim.hardware.model import LogicalCore, Machine
@@ -75,6 +76,8 @@ class Runtime:
         # (total, device) simulated seconds per execution, drained by neuron_sim.runtime.publish
         self.latency_samples: deque = deque(maxlen=4096)
         self.publisher = None            # set by neuron_sim.runtime.publish.attach at init
+        self.rounding = _rounding_generator(config, machine, self.cores)   # installed in compute.rounding
+        rounding.install(self.rounding)
 
     # ---- cores -------------------------------------------------------------------------------------
     @property
@@ -260,11 +263,30 @@ class Runtime:
             return
         if self.publisher is not None:
             self.publisher.close()
+        if rounding.generator is self.rounding:
+            rounding.install(None)
         for a in self._runtime_allocs:
             self.memory.free(a)
         self.memory.close()
         self.closed = True
         self.reservation.release()
+
+
+def _rounding_generator(config: RuntimeConfig, machine: Machine, cores: list[CoreState]):
+    """The process's stochastic-rounding generator (None: round to nearest even), as the device cores are told.
+
+    Seeded with NEURON_RT_STOCHASTIC_ROUNDING_SEED; on inf1 (NeuronCore-v1) the seed has no effect
+    (runtime-semantics §4), so the generator is seeded from the OS.
+    """
+    import numpy as np
+    v1 = machine.generation.name == "v1"
+    if nrtlog.enabled("INFO", "TDRV") and not v1:
+        for cs in cores:
+            nrtlog.info("TDRV", "tdrv_init_one_mla_phase2", f"Configuring stochastic rounding seed for device: "
+                        f"{cs.core.device}, nc {cs.core.local_id}. seed: {config.stochastic_rounding_seed}")
+    if not config.stochastic_rounding:
+        return None
+    return np.random.Generator(np.random.PCG64(None if v1 else config.stochastic_rounding_seed))
 
 
 def tensor_name(name: object, function: str) -> str | None:
