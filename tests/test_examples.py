@@ -49,7 +49,7 @@ def test_first_app_with_a_corrupt_neff_fails_cleanly(tmp_path):
 def test_pythonic(tmp_path):
     r = run(["examples/pythonic.py"], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "wrong input shape -> INVALID" in r.stdout and "-> TIMEOUT (simulated clock 30.0 s)" in r.stdout
+    assert "wrong input shape -> INVALID" in r.stdout and "-> TIMEOUT (simulated clock 30.1 s)" in r.stdout
 
 
 def test_core_reservation(tmp_path):

@@ -22,7 +22,7 @@ from neuron_sim.config import RuntimeConfig, check_cores_in_range, load_config, 
 from neuron_sim.nrtlog import fail
 from neuron_sim.hardware.model import LogicalCore, Machine
 from neuron_sim.hardware.select import select_machine
-from neuron_sim.runtime import faults
+from neuron_sim.runtime import faults, reset
 from neuron_sim.runtime.clock import make_clock
 from neuron_sim.runtime.memory import DeviceMemory, OutOfDeviceMemory
 from neuron_sim.runtime.placement import group_reservation, warn_misaligned
@@ -400,6 +400,15 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
         raise fail(NrtStatus.FAILURE, "NRT", "nrt_allocate_neuron_cores",
                    f"Cannot use the state directory (NEURON_SIM_STATE_DIR): {exc}") from None
     try:
+        if config.reset_cores:
+            reset.clear(reservation.state_dir, machine, reservation.logical_cores)
+        else:
+            reset.warn_leftovers(reservation.state_dir, machine, reservation.logical_cores)
+    except OSError as exc:
+        reservation.release()
+        raise fail(NrtStatus.FAILURE, "NRT", fn, f"Cannot reset the NeuronCores' state in the state directory "
+                   f"(NEURON_SIM_STATE_DIR): {exc}") from None
+    try:
         rt = Runtime(config, machine, reservation)
     except NrtError as exc:                       # out of device memory, or the memory ledger is unusable
         reservation.release()
@@ -407,5 +416,7 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
     if nrtlog.enabled("INFO", "NRT"):
         nrtlog.info("NRT", fn, f"Visible cores: {', '.join(str(c) for c in rt.global_core_ids())}, "
                     f"LNC: {machine.lnc}")
+    if config.reset_cores:
+        reset.charge(rt)
     warn_misaligned(rt.global_core_ids()[0], rt.visible_count)
     return rt
