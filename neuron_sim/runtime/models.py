@@ -34,6 +34,7 @@ from neuron_sim.neff.errors import NeffError
 from neuron_sim.neff.reader import Neff, read_neff
 from neuron_sim.nrtlog import fail
 from neuron_sim.runtime import faults
+from neuron_sim.runtime.clock import reserve_all
 from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
 from neuron_sim.runtime.placement import PlacementError, Spot, place
 from neuron_sim.runtime.references import find_reference
@@ -73,12 +74,13 @@ class Model:
     duration_s: float
     allocations: list[Allocation] = field(default_factory=list)
     shared_entries: list = field(default_factory=list)
-    unloaded: bool = False
+    unloaded: bool = False        # set once, under rt.lock, by the one unload that wins
     warned_sentinel: bool = False
     copies: tuple["Model", ...] = ()     # every copy of a replicated load (the first is the handle returned)
     group: int | None = None             # NeuronCore group (NEURONCORE_GROUP_SIZES) it was placed in
     load_time_s: float = 0.0             # simulated time nrt_load took
     next_copy: int = 0                   # round-robin position among equally idle copies
+    timelines: tuple = ()         # the simulated timelines of its cores (runtime.clock.Timeline)
 
     @property
     def name(self) -> str:
@@ -132,7 +134,7 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
     if isinstance(data, np.ndarray):
         data = memoryview(data)
     try:
-        neff = read_neff(data, validate_hash=rt.config.validate_hash)
+        neff = read_neff(data, validate_hash=rt.config.validate_hash, max_bytes=rt.config.max_neff_bytes)
     except NeffError as exc:
         nrtlog.error("NEFF", "neff_parse", exc.message)
         raise _load_failed(exc.status, exc.message, source or "<buffer>") from None
@@ -171,11 +173,12 @@ def _stage(rt: Runtime, tab: ModelTable, neff: Neff, compiled: CompiledGraph | N
     model_id = next(tab.ids)
     rt.memory.neff_names[model_id] = neff.name
     model = Model(model_id, neff, start, cores, _bindings(neff.inputs), _bindings(neff.outputs), compiled, 0.0,
-                  group=group)
+                  group=group, timelines=tuple(cs.timeline for cs in cores))
     try:
         _account(rt, model)
     except OutOfDeviceMemory as exc:
         _release_memory(rt, model)
+        rt.memory.neff_names.pop(model_id, None)
         rt.log_oom(exc)
         raise _load_failed(NrtStatus.RESOURCE, exc.message, neff.name) from None
     for cs in cores:
@@ -194,12 +197,9 @@ def load_time(rt: Runtime, neff: Neff, file_bytes: int) -> float:
 
 def _charge_load(rt: Runtime, copies: list[Model], cost: float) -> None:
     """The copies load one after the other on their cores' timelines; nrt_load returns when the last is done."""
-    t = rt.clock.now()
+    t = rt.clock.thread_now()
     for m in copies:
-        start = max([t] + [cs.busy_until for cs in m.cores])
-        t = start + cost
-        for cs in m.cores:
-            cs.busy_until = t
+        t = reserve_all(m.timelines, t, cost)[1]
         m.load_time_s = cost
     rt.clock.wait_until(t)
 
@@ -221,33 +221,46 @@ def pick_copy(model: Model, first_input=None) -> Model:
                 return m
     n = len(copies)
     rr = model.next_copy
-    best = min(range(n), key=lambda i: (copies[i].cores[0].busy_until, (i - rr) % n))
+    best = min(range(n), key=lambda i: (copies[i].timelines[0].busy_until, (i - rr) % n))
     model.next_copy = (best + 1) % n
     return copies[best]
 
 
 def unload(rt: Runtime, model: Model) -> None:
-    """Free every byte the model (every copy of it) took; a second unload is NRT_INVALID_HANDLE."""
-    if model.unloaded:
-        raise fail(NrtStatus.INVALID_HANDLE, "NRT", "nrt_unload", f"Model {model.id} was already unloaded")
-    for m in model.copies or (model,):
-        if not m.unloaded:
-            _drop(rt, m)
+    """Free every byte the model (every copy of it) took; a second unload is NRT_INVALID_HANDLE.
+
+    Waits for the model's executions in flight: synchronous ones (they hold its cores' locks) and queued
+    async ones. From an async callback it cannot wait for its own queue: the model is unloaded at once for
+    every caller and its memory is returned after its last queued request (see async_exec).
+    """
+    with rt.lock:
+        if model.unloaded:
+            raise fail(NrtStatus.INVALID_HANDLE, "NRT", "nrt_unload", f"Model {model.id} was already unloaded")
+        copies = [m for m in model.copies or (model,) if not m.unloaded]
+        for m in copies:
+            m.unloaded = True     # from here on executes and submits of this model are NRT_INVALID_HANDLE
+    q = rt.async_queue
+    for m in copies:
+        if q is None or not q.release_after_requests(m, lambda m=m: _release_model(rt, m)):
+            _release_model(rt, m)
 
 
 def _drop(rt: Runtime, model: Model) -> None:
-    """Unload one copy: wait for its queued and running executions, free its memory."""
-    if rt.async_queue is not None:
-        rt.async_queue.drain_model(model)
+    """Take back a copy staged by a load that failed later (nothing can be running on it yet)."""
+    model.unloaded = True
+    _release_model(rt, model)
+
+
+def _release_model(rt: Runtime, model: Model) -> None:
+    for cs in model.cores:
+        with cs.lock:
+            pass  # an execution that started before the unload finishes first
     with rt.lock:
-        for cs in model.cores:
-            with cs.lock:
-                pass  # wait for a running execution on these cores to finish
-        model.unloaded = True
         table(rt).by_id.pop(model.id, None)
         for cs in model.cores:
             cs.models -= 1
         _release_memory(rt, model)
+        rt.memory.neff_names.pop(model.id, None)
         _update_durations(rt, model)
         if model.neff.scratchpad_bytes:
             for cs in model.cores:
@@ -255,9 +268,13 @@ def _drop(rt: Runtime, model: Model) -> None:
 
 
 def unload_all(rt: Runtime) -> None:
+    """Unload every model no other thread is unloading (nrt_close, after the async queues drained)."""
     for model in loaded(rt):
-        if not model.unloaded:
-            unload(rt, model)
+        with rt.lock:
+            if model.unloaded:
+                continue
+            model.unloaded = True
+        _release_model(rt, model)
 
 
 def check_model(rt: Runtime, model: object, function: str) -> Model:
@@ -414,8 +431,11 @@ def _update_durations(rt: Runtime, changed: Model) -> None:
 
 
 def _duration(rt: Runtime, m: Model, hbm_sharers: int) -> float:
-    """Simulated seconds of one execution, cached per NEFF, core count and number of weight sharers."""
-    key = (m.neff.uuid, m.neff.name, len(m.cores), hbm_sharers)
+    """Simulated seconds of one execution, cached per NEFF content, core count and number of weight sharers
+    (uuid and name alone do not identify a NEFF: two builds may share them and differ in duration)."""
+    n = m.neff
+    key = (n.uuid, n.name, n.header.hash, n.header.data_size, n.code_bytes, n.constants_bytes,
+           n.graph.declared.duration_s if n.graph is not None else None, len(m.cores), hbm_sharers)
     cache = table(rt).duration_cache
     cached = cache.get(key)
     if cached is None:
@@ -437,10 +457,10 @@ def opaque_outputs(model: Model, inputs: dict[str, np.ndarray], outputs: dict[st
     if ref is None:
         if not model.warned_sentinel:
             model.warned_sentinel = True
-            nrtlog.warn("NRT", "nrt_execute",
-                        f"NEFF {model.name} (uuid {model.neff.uuid}) was made by the Neuron compiler and its "
-                        "instructions cannot be run by neuron_sim; outputs are filled with 0xAB bytes. Register a "
-                        "numpy reference with neuron_sim.register_reference(name_or_uuid, fn)")
+            nrtlog.notice("NRT", "nrt_execute",
+                          f"NEFF {model.name} (uuid {model.neff.uuid}) was made by the Neuron compiler and its "
+                          "instructions cannot be run by neuron_sim; outputs are filled with 0xAB bytes. Register a "
+                          "numpy reference with neuron_sim.register_reference(name_or_uuid, fn)")
         for arr in outputs.values():
             arr.view(np.uint8).fill(SENTINEL_BYTE)
         return True

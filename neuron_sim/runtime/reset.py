@@ -41,9 +41,8 @@ def clear(state_dir: Path | None, machine: Machine, logical_cores: tuple[int, ..
 
 def charge(rt) -> None:
     """The reset's simulated time on every reserved core, and its log line per device."""
-    end = rt.clock.now() + RESET_TIME_S
-    for cs in rt.cores:
-        cs.busy_until = max(cs.busy_until, end)
+    start = rt.clock.thread_now()
+    end = max(cs.timeline.reserve(start, RESET_TIME_S)[1] for cs in rt.cores)
     rt.clock.wait_until(end)
     if nrtlog.enabled("INFO", "TDRV"):
         by_device: dict[int, list[int]] = {}
