@@ -8,6 +8,11 @@ Decisions where the spec is silent (see README "Runtime decisions"):
   rings, and the shared scratchpad of the core grows (in 512 MB pages) to the largest need;
 - with NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS the constants of one NEFF are stored once per HBM bank;
 - placement (explicit, NeuronCore groups, least used, replication) follows runtime.placement;
+- NEURON_RT_ALLOW_LEGACY_NEFF: "not all NEFF files, especially those from older architectures, may be compatible
+  ... the operation will fail with a data mismatch error or stall out" (configuration guide). The documented case,
+  one generation back from NeuronCore-v2 (trn1 -> trn2), runs. An inf1 (NeuronCore-v1) NEFF one generation back
+  fails every execution with a data mismatch (NRT_EXEC_COMPLETED_WITH_ERR); a NEFF two or more generations back
+  stalls: its executions take LEGACY_STALL_S and so time out (NRT_TIMEOUT);
 - a load takes simulated time on the model's cores: LOAD_FIXED_S plus the NEFF's bytes (file, or its declared
   code and constants when larger) at LOAD_BYTES_PER_S; NEURON_RT_VALIDATE_HASH adds half of it (the
   configuration guide's "~50%" load-time penalty).
@@ -48,6 +53,7 @@ GENERATION_ORDER = {"v1": 1, "v2": 2, "v3": 3, "v4": 4}
 LOAD_FIXED_S = 0.020              # staging a model: parse, instruction fetch set-up, DMA descriptors
 LOAD_BYTES_PER_S = 2.0e9          # host to device copy of code and weights during nrt_load
 HASH_LOAD_FACTOR = 1.5            # NEURON_RT_VALIDATE_HASH: "performance penalty during model load time (~50%)"
+LEGACY_STALL_S = 3600.0           # an incompatible legacy NEFF "stalls out": it never finishes within any timeout
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,7 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
         raise _load_failed(exc.status, exc.message, source or "<buffer>") from None
     _check_architecture(rt, neff)
     _check_lnc(rt, neff)
-    compiled = _compile(neff)
+    compiled = _legacy(rt, neff, _compile(neff))
     tab = table(rt)
     with rt.lock:                      # placement and accounting are one step: concurrent loads never collide
         spot = _place(rt, neff, vnc, vnc_count)
@@ -310,6 +316,36 @@ def _check_architecture(rt: Runtime, neff: Neff) -> None:
     raise _load_failed(NrtStatus.UNSUPPORTED_NEFF_VERSION, msg, neff.name)
 
 
+class LegacyDataMismatch:
+    """The execution of an inf1 NEFF on a newer NeuronCore: its data layout is read wrongly, the run fails."""
+
+    def __init__(self, neff: Neff, machine_arch: str) -> None:
+        self.neff, self.machine_arch = neff, machine_arch
+
+    def run(self, inputs, outputs) -> None:
+        for arr in outputs.values():
+            arr.view(np.uint8).fill(0xAB)
+        msg = (f"data mismatch executing NEFF {self.neff.name}: compiled for arch {self.neff.architecture}, "
+               f"incompatible with instance arch {self.machine_arch} (loaded because NEURON_RT_ALLOW_LEGACY_NEFF is "
+               "set); recompile the model for this instance")
+        nrtlog.error("NMGR", "dlr_infer", f"Inference completed with err: {int(NrtStatus.EXEC_COMPLETED_WITH_ERR)}")
+        raise fail(NrtStatus.EXEC_COMPLETED_WITH_ERR, "NRT", "nrt_execute", msg)
+
+
+def _legacy_gap(rt: Runtime, neff: Neff) -> int:
+    """How many NeuronCore generations older than the machine the NEFF is (0: same, or "any")."""
+    if neff.architecture in ("any", rt.machine.generation.name):
+        return 0
+    return GENERATION_ORDER.get(rt.machine.generation.name, 0) - GENERATION_ORDER.get(neff.architecture, 0)
+
+
+def _legacy(rt: Runtime, neff: Neff, compiled: CompiledGraph | None):
+    """The executable form of a legacy NEFF that is not compatible: a data mismatch (see module docstring)."""
+    if _legacy_gap(rt, neff) == 1 and neff.architecture == "v1":
+        return LegacyDataMismatch(neff, rt.machine.generation.name)
+    return compiled
+
+
 def _check_lnc(rt: Runtime, neff: Neff) -> None:
     if neff.architecture != rt.machine.generation.name:
         return  # a legacy NEFF of an older generation has no logical-core notion to match
@@ -440,7 +476,9 @@ def _duration(rt: Runtime, m: Model, hbm_sharers: int) -> float:
     cached = cache.get(key)
     if cached is None:
         gen = rt.machine.generation
-        if m.neff.graph is not None:
+        if _legacy_gap(rt, m.neff) >= 2:
+            cached = LEGACY_STALL_S
+        elif m.neff.graph is not None:
             cached = estimate_duration(m.neff.graph, gen, cores=len(m.cores), lnc=rt.machine.lnc,
                                        hbm_sharers=hbm_sharers, weights=m.neff.weights)
         else:
