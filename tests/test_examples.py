@@ -106,3 +106,20 @@ def test_examples_leave_no_state_directory_behind(tmp_path, example):
     r = run([f"examples/{example}"], tmp_path, own_state=True)
     assert r.returncode == 0, r.stderr
     assert not list(tmp_path.glob("neuron_sim_example_*"))
+
+
+def test_placement_guide(tmp_path):
+    """examples/placement_guide.py: every example of the guide, the cores its comments give."""
+    r = run(["examples/placement_guide.py"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    for expected in ("Overlapping Models (NEURON_RT_VISIBLE_CORES=0-1); process cores nc0-nc1\n    m0: nc0\n"
+                     "    m1: nc0-nc1\n    m2: nc1\n",
+                     "NEURONCORE_GROUP_SIZES=2,2); process cores nc0-nc3\n    m0: nc0-nc1\n    m1: nc2-nc3\n"
+                     "    m2: nc0\n    m3: nc2\n    m4: nc0\n",
+                     "Manual Core Selection (NEURON_RT_NUM_CORES=4); process cores nc0-nc3\n    m0: nc0-nc1\n"
+                     "    m1: nc2-nc3\n    m2: nc0-nc2\n    m3: nc3\n",
+                     "    m0: nc0, nc1, nc2, nc3, nc4, nc5, nc6, nc7\n",
+                     "Explicit Replication (NEURON_RT_NUM_CORES=8); process cores nc0-nc7\n    m0: nc2-nc3, nc4-nc5\n"):
+        assert expected in out, out
+    assert out.count("\n    ") == 31                 # one line per model of the 12 examples
