@@ -12,8 +12,7 @@ import pytest
 import neuron_sim
 from neuron_sim import nrt
 from neuron_sim.neff.builder import NeffBuilder
-from neuron_sim.runtime import models
-from neuron_sim.runtime import lifecycle, tensors
+from neuron_sim.runtime import lifecycle, models, tensors
 
 pytestmark = pytest.mark.timeout(60)
 
