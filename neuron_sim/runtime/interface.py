@@ -21,8 +21,8 @@ How to write a face:
   guard("nrt_tensor_memset", lambda: interface.tensor_memset(t, off, value, size))[0]``; a raising face
   just calls ``interface.tensor_memset(...)`` and lets ``NrtError`` through.
 
-Groups: lifecycle (``init``, ``close``, ``state``, counts and instance info before init), models (``load``,
-``unload``, model info), tensors and tensor sets, execute (``execute``, ``execute_status``, ``execute_repeat``,
+Groups: lifecycle (``init``, ``close``, ``state``, counts and instance info before init), models (``load``
+with ``vnc_count`` replication, ``unload``, model info, ``model_copies``), tensors and tensor sets, execute (``execute``, ``execute_status``, ``execute_repeat``,
 ``execute_now``, ``run_arrays``),
 async (``submit``, ``submit_arrays``, ``wait_output_completion``, ``drain``, ``register_callback``),
 memory statistics, version and status strings; for test harnesses: ``reset_process``, ``save_references``,
