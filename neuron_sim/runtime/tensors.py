@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 from enum import IntEnum
 
-import threading
 
 import numpy as np
 
