@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neuron_sim import nrt
+from neuron_sim.runtime import interface
 from neuron_sim.neff.builder import NeffBuilder
 
 TRN1_PCIE = 31.5e9          # host-device bandwidth of NeuronCore-v2 in the cost model
@@ -232,10 +233,11 @@ def test_tensor_write_overlaps_execute_on_the_virtual_clock(runtime):
     _, ret_w3 = schedule_write(nxt, bytes(1 << 20), 1)        # the other queue: its own timeline
     assert [r.wait(30) for r in (ret_e, ret_w, ret_w2, ret_w3)] == [0, 0, 0, 0]
     transfer = DMA_LATENCY + (1 << 20) / TRN1_PCIE
-    assert ret_e.start == 0.0 and ret_e.end == pytest.approx(100e-6)
-    assert ret_w.start == 0.0 and ret_w.end == pytest.approx(transfer)      # not after the execute: overlapped
-    assert ret_w2.start == pytest.approx(transfer) and ret_w2.end == pytest.approx(2 * transfer)
-    assert ret_w3.start == 0.0
+    t0 = ret_e.start                                            # after init's reset and the load's time
+    assert ret_e.end == pytest.approx(t0 + 100e-6)
+    assert ret_w.start == pytest.approx(t0) and ret_w.end == pytest.approx(t0 + transfer)   # overlapped
+    assert ret_w2.start == pytest.approx(t0 + transfer) and ret_w2.end == pytest.approx(t0 + 2 * transfer)
+    assert ret_w3.start == pytest.approx(t0)
 
 
 def test_observing_a_completion_moves_the_host_to_its_end(runtime):
@@ -245,12 +247,12 @@ def test_observing_a_completion_moves_the_host_to_its_end(runtime):
     seq1 = nrt.nrta_execute_schedule(model, ins, outs, 0, ret1)[1]
     ret2 = nrt.nrta_status_t()
     nrt.nrta_execute_schedule(model, ins, outs, 0, ret2)
-    assert ret2.start == pytest.approx(250e-6)          # queued behind the first on the COMPUTE queue
+    assert ret2.start == pytest.approx(ret1.start + 250e-6)   # queued behind the first on the COMPUTE queue
     while nrt.nrta_is_completed(seq1) != (0, True):
         pass
     seq_w, ret_w = schedule_write(x, bytes(1024))       # the host waited until 250 us: the write starts there
     ret_w.wait(30)
-    assert ret_w.start == pytest.approx(250e-6)
+    assert ret_w.start == pytest.approx(ret1.start + 250e-6)
 
 
 def test_queue_full_after_depth_operations_in_flight(runtime, capsys):
@@ -410,11 +412,12 @@ def test_legacy_async_queue_and_nrta_share_one_process_and_core(runtime):
         done.set()
     assert nrt.nrt_register_async_exec_callback(callback, None) == 0
     nrt.nrt_tensor_write(x, np.ones(256, np.float32), 0, 1024)
+    t0 = interface.clock().thread_now()
     assert nrt.nrt_execute(model, ins, outs) == 0                   # legacy: enqueued
     ret = nrt.nrta_status_t()
     assert nrt.nrta_execute_schedule(model, ins, outs, 0, ret)[0] == 0
     assert ret.wait(30) == 0 and done.wait(30) and calls == [0]
-    assert ret.start == pytest.approx(100e-6)                       # one COMPUTE timeline per core: after it
+    assert ret.start == pytest.approx(t0 + 100e-6)                  # one COMPUTE timeline per core: after it
     assert nrt.nrt_async_drain_queued_execs(0) == 0
     out = np.zeros(256, np.float32)
     nrt.nrt_tensor_read(y, out, 0, 1024)
@@ -452,10 +455,11 @@ def test_model_submit_without_the_legacy_queue_runs_on_the_compute_unit(monkeypa
     with neuron_sim.Runtime() as rt:
         model = rt.load(scale_neff(duration=100e-6))
         xs = [np.full(256, float(i), np.float32) for i in range(70)]
+        t0 = interface.clock().thread_now()
         futures = [model.submit(x=x, block=True) for x in xs]          # 70 > 64 in flight: block waits for room
         for i, f in enumerate(futures):
             np.testing.assert_array_equal(f.result(timeout=30)["y"], np.full(256, 3.0 * i, np.float32))
-        assert futures[-1].end == pytest.approx(70 * 100e-6)            # one after another on the core
+        assert futures[-1].end == pytest.approx(t0 + 70 * 100e-6)            # one after another on the core
         for _ in range(64):
             model.submit(x=xs[0])
         with pytest.raises(neuron_sim.NrtError) as exc:
