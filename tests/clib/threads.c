@@ -8,8 +8,9 @@
 #include <string.h>
 
 #include <nrt/nrt.h>
-#include "read_file.h"
 #include <nrt/nrt_experimental.h>
+
+#include "read_file.h"
 
 static nrt_model_t *model;
 static nrt_tensor_info_array_t *info;
