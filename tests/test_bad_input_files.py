@@ -103,3 +103,42 @@ def test_relative_cache_dir_becomes_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NEURON_SIM_CACHE_DIR", "rel")
     assert build.cache_root() == tmp_path / "rel"
+
+
+MARKED = '''
+import os, pytest
+
+@pytest.mark.neuron(instance_type={arg})
+def test_marked():
+    assert os.environ["NEURON_SIM_INSTANCE_TYPE"] == "inf2.xlarge"
+'''
+
+
+@pytest.mark.parametrize("arg, message", [
+    ('"bogus"', "unknown instance type; accepted: inf1.xlarge"),
+    ("3", "expected a name such as 'trn1.2xlarge'"),
+    ('"inf2.xlarge", env="X=1"', "expected a dict of variable name -> value"),
+])
+def test_marker_bad_arguments_fail_setup_naming_the_form(pytester, arg, message):
+    pytester.makepyfile(MARKED.format(arg=arg))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*@pytest.mark.neuron*{message}*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_marker_alone_gives_the_test_its_machine(pytester):
+    """A marked test that asks for no neuron fixture still runs on the marked machine."""
+    pytester.makepyfile(MARKED.format(arg='"inf2.xlarge"'))
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_emulate_refuses_bad_arguments_before_touching_the_environment(monkeypatch):
+    from neuron_sim.testing import emulate
+    monkeypatch.setenv("NEURON_RT_EXEC_TIMEOUT", "7")
+    before = dict(os.environ)
+    for kwargs in ({"instance_type": 3}, {"env": "X=1"}, {"env": {1: "x"}}, {"instance_type": "nope"}):
+        with pytest.raises((TypeError, ValueError), match="emulate"):
+            with emulate(**kwargs):
+                pass
+    assert dict(os.environ) == before
