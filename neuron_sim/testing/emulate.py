@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from neuron_sim.config.variables import CLOCKS
-from neuron_sim.hardware.catalog import INSTANCE_TYPES
-from neuron_sim.hardware.select import DEFAULT_INSTANCE_TYPE
+from neuron_sim.hardware.select import DEFAULT_INSTANCE_TYPE, INSTANCE_TYPES
 from neuron_sim.runtime import interface
 from neuron_sim.testing.machine import EmulatedMachine
 
