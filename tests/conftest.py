@@ -14,6 +14,8 @@ pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parent.parent
 NEFFS = REPO / "neffs"
+SPEC_TOOLS = next((p for p in (Path("/work/shared/spec/tools"), REPO.parent / "shared" / "spec" / "tools")
+                   if p.exists()), REPO.parent / "shared" / "spec" / "tools")   # the real tools' sample output
 REAL_NEFFS = next((p for p in (REPO.parent / "shared" / "realneffs", Path("/work/shared/realneffs"))
                    if (p / "matmul_small.neff").is_file()), REPO.parent / "shared" / "realneffs")
 

@@ -111,7 +111,8 @@ EXCEPTIONS: dict[str, set[str]] = {
                                     "neuron_sim.hardware.select.select_machine"},
     # emulate: validates its clock argument and names the default machine before any runtime starts
     "neuron_sim.testing.emulate": {"neuron_sim.config.variables.CLOCKS",
-                                   "neuron_sim.hardware.select.DEFAULT_INSTANCE_TYPE"},
+                                   "neuron_sim.hardware.select.DEFAULT_INSTANCE_TYPE",
+                                   "neuron_sim.hardware.select.INSTANCE_TYPES"},   # refuse a bad name at once
     # the machine's fault plan (a file in its state directory, shared by all its processes) and hardware model
     "neuron_sim.testing": {"neuron_sim.runtime.fault_plan.Fault", "neuron_sim.runtime.fault_plan.FaultPlanError"},
     "neuron_sim.testing.machine": MACHINE_SELECTION | FAULT_PLAN_FILE | {"neuron_sim.runtime.fault_plan.parse_plan"},
@@ -126,7 +127,8 @@ EXCEPTIONS: dict[str, set[str]] = {
                           "neuron_sim.runtime.memory_ledger.read_machine_memory",
                           "neuron_sim.runtime.memory.format_bytes"},
     "neuron_sim.cli.monitor": {"neuron_sim.runtime.publish.MonitorAttachment", "neuron_sim.runtime.publish.read_runtimes",
-                               "neuron_sim.runtime.reservation.default_state_dir"},
+                               "neuron_sim.runtime.reservation.default_state_dir",
+                               "neuron_sim.regular_files.read_regular"},   # -c must not block on a FIFO
     "neuron_sim.cli.top": {"neuron_sim.hardware.model.Machine", "neuron_sim.runtime.publish.MonitorAttachment",
                            "neuron_sim.runtime.publish.read_runtimes", "neuron_sim.runtime.reservation.default_state_dir"},
     "neuron_sim.cli.monitor_report": {"neuron_sim.hardware.model.Machine"},

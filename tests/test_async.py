@@ -9,17 +9,14 @@ import pytest
 
 import neuron_sim
 from neuron_sim import nrt
-from neuron_sim.neff.builder import NeffBuilder
 from neuron_sim.runtime import interface
 from neuron_sim.testing import pause_core
+from tests import async_helpers as helpers
+from tests.async_helpers import request
 
 
 def scale_neff(factor=3.0, duration=None, output_buffer_bytes=0, name="scale", nan=False) -> bytes:
-    b = NeffBuilder(name, target="v2")
-    x = b.input("x", "float32", (4,))
-    b.output("y", (x / x) if nan else x * factor)
-    b.declare(duration_s=duration, output_buffer_bytes=output_buffer_bytes)
-    return b.build()
+    return helpers.scale_neff(duration, name, factor, output_buffer_bytes, nan)
 
 
 @pytest.fixture
@@ -50,17 +47,6 @@ class Recorder:
     def wait_for(self, n, timeout=30):
         with self.lock:
             assert self.done.wait_for(lambda: len(self.calls) >= n, timeout=timeout)
-
-
-def request(model, vnc, value=1.0):
-    _, ins = nrt.nrt_allocate_tensor_set()
-    _, outs = nrt.nrt_allocate_tensor_set()
-    x = nrt.nrt_tensor_allocate(0, vnc, 16, "x")[1]
-    y = nrt.nrt_tensor_allocate(0, vnc, 16, "y")[1]
-    nrt.nrt_tensor_write(x, np.full(4, value, np.float32), 0, 16)
-    nrt.nrt_add_tensor_to_tensor_set(ins, "x", x)
-    nrt.nrt_add_tensor_to_tensor_set(outs, "y", y)
-    return ins, outs, x, y
 
 
 def read_f32(t, n=4):

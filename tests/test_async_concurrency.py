@@ -11,38 +11,11 @@ import pytest
 
 import neuron_sim
 from neuron_sim import nrt
-from neuron_sim.neff.builder import NeffBuilder
 from neuron_sim.runtime import lifecycle, models, tensors
 
+from tests.async_helpers import io, scale_neff, start
+
 pytestmark = pytest.mark.timeout(60)
-
-
-def scale_neff(duration=1e-4, name="scale") -> bytes:
-    b = NeffBuilder(name, target="v2")
-    x = b.input("x", "float32", (4,))
-    b.output("y", x * 3.0)
-    b.declare(duration_s=duration)
-    return b.build()
-
-
-def start(monkeypatch, depth=0, instance="trn1.2xlarge", **env):
-    monkeypatch.setenv("NEURON_SIM_INSTANCE_TYPE", instance)
-    monkeypatch.setenv("NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS", str(depth))
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    assert nrt.nrt_init() == 0
-    return lifecycle.peek()
-
-
-def io(model, vnc, value=1.0):
-    _, ins = nrt.nrt_allocate_tensor_set()
-    _, outs = nrt.nrt_allocate_tensor_set()
-    x = nrt.nrt_tensor_allocate(0, vnc, 16, "x")[1]
-    y = nrt.nrt_tensor_allocate(0, vnc, 16, "y")[1]
-    nrt.nrt_tensor_write(x, np.full(4, value, np.float32), 0, 16)
-    nrt.nrt_add_tensor_to_tensor_set(ins, "x", x)
-    nrt.nrt_add_tensor_to_tensor_set(outs, "y", y)
-    return ins, outs
 
 
 def in_thread(fn, timeout=10.0):

@@ -9,37 +9,15 @@ import pytest
 
 import neuron_sim
 from neuron_sim import nrt
-from neuron_sim.neff.builder import NeffBuilder
-from neuron_sim.runtime import lifecycle
+
+from tests import async_helpers as helpers
+from tests.async_helpers import io, start
 
 D = 30e-6          # the model's simulated duration
 
 
 def scale_neff(duration=D, name="scale") -> bytes:
-    b = NeffBuilder(name, target="v2")
-    x = b.input("x", "float32", (4,))
-    b.output("y", x * 3.0)
-    b.declare(duration_s=duration)
-    return b.build()
-
-
-def start(monkeypatch, depth=0, instance="trn1.2xlarge", **env):
-    monkeypatch.setenv("NEURON_SIM_INSTANCE_TYPE", instance)
-    monkeypatch.setenv("NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS", str(depth))
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    assert nrt.nrt_init() == 0
-    return lifecycle.peek()
-
-
-def io(model, vnc):
-    _, ins = nrt.nrt_allocate_tensor_set()
-    _, outs = nrt.nrt_allocate_tensor_set()
-    x = nrt.nrt_tensor_allocate(0, vnc, 16, "x")[1]
-    y = nrt.nrt_tensor_allocate(0, vnc, 16, "y")[1]
-    nrt.nrt_add_tensor_to_tensor_set(ins, "x", x)
-    nrt.nrt_add_tensor_to_tensor_set(outs, "y", y)
-    return ins, outs
+    return helpers.scale_neff(duration, name)
 
 
 def test_k_threads_on_k_cores_finish_at_n_times_d(monkeypatch):

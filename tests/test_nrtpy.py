@@ -10,6 +10,7 @@ import shutil
 import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from neuron_sim import nrt
 from neuron_sim.neff.builder import NeffBuilder
@@ -572,3 +573,12 @@ def test_cores_held_by_another_nrtpy_process(tmp_path, capfd):
     reset()
     configure([1, 2])                                    # free again once the other process has exited
     assert NrtpyTensor.from_numpy(np.zeros(1, np.float32)).core_id == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(value=st.one_of(st.text(max_size=4), st.binary(max_size=4),
+                       st.lists(st.text(min_size=1, max_size=2), min_size=1, max_size=3)))
+def test_from_numpy_refuses_strings_naming_the_dtype(value):
+    """Strings (and dates, objects) have no device representation: a TypeError naming the dtype, no tensor."""
+    with pytest.raises(TypeError, match=r"from_numpy needs an array of numbers, got dtype [<|]?[US]"):
+        NrtpyTensor.from_numpy(value)

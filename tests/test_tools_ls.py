@@ -12,10 +12,9 @@ import pytest
 from neuron_sim.hardware.catalog import build_machine
 from neuron_sim.hardware.topology_file import machine_to_topology
 
+from tests.conftest import SPEC_TOOLS
+
 TESTS = Path(__file__).resolve().parent
-SPEC_TOOLS = Path("/work/shared/spec/tools")
-if not SPEC_TOOLS.exists():
-    SPEC_TOOLS = TESTS.parent.parent / "shared" / "spec" / "tools"
 LS_JSON = SPEC_TOOLS / "neuron-ls-j.trn1.2xlarge.json"
 LS_INF1 = SPEC_TOOLS / "neuron-ls.inf1.txt"
 

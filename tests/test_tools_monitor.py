@@ -5,7 +5,6 @@ import json
 import os
 import re
 import selectors
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +14,9 @@ import pytest
 from neuron_sim.cli.monitor import ConfigError, load_config, parse_config, parse_period
 from neuron_sim.cli.monitor_report import percentiles
 
+from tests.conftest import SPEC_TOOLS
+
 TESTS = Path(__file__).resolve().parent
-SPEC_TOOLS = Path("/work/shared/spec/tools")
-if not SPEC_TOOLS.exists():
-    SPEC_TOOLS = TESTS.parent.parent / "shared" / "spec" / "tools"
 WITH_RUNTIME = SPEC_TOOLS / "neuron-monitor.with-runtime.trn1.2xlarge.ndjson"
 NO_RUNTIME = SPEC_TOOLS / "neuron-monitor.no-runtime.trn1.2xlarge.ndjson"
 CONFIG = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import socket
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -12,9 +11,8 @@ prometheus_client = pytest.importorskip("prometheus_client")
 
 from neuron_sim.cli.prometheus import MonitorCollector, start_exporter  # noqa: E402
 
-SPEC_TOOLS = Path("/work/shared/spec/tools")
-if not SPEC_TOOLS.exists():
-    SPEC_TOOLS = Path(__file__).resolve().parent.parent.parent / "shared" / "spec" / "tools"
+from tests.conftest import SPEC_TOOLS
+
 WITH_RUNTIME = SPEC_TOOLS / "neuron-monitor.with-runtime.trn1.2xlarge.ndjson"
 
 

@@ -14,7 +14,6 @@ import json
 import re
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from neuron_sim.cli.ls import machine_from_env
@@ -22,6 +21,7 @@ from neuron_sim.cli.pipes import silence_stdout
 from neuron_sim.cli.monitor_report import (
     RUNTIME_GROUPS, SYSTEM_GROUPS, MonitorConfig, RuntimeGroupSpec, Sampler,
 )
+from neuron_sim.regular_files import read_regular
 from neuron_sim.runtime.publish import MonitorAttachment, read_runtimes
 from neuron_sim.runtime.reservation import default_state_dir
 from neuron_sim.status import NrtError
@@ -89,12 +89,15 @@ def parse_config(document: object) -> MonitorConfig:
     return MonitorConfig(period, tuple(runtimes), tuple(system))
 
 
+MAX_CONFIG_BYTES = 1 << 20   # a configuration is a few hundred bytes; /dev/zero must not be read forever
+
+
 def load_config(path: str | None) -> MonitorConfig:
     """The configuration of ``-c PATH``, or the default one."""
     if path is None:
         return MonitorConfig()
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_regular(path, "the configuration file", MAX_CONFIG_BYTES).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the configuration file {path}: {getattr(exc, 'strerror', None) or exc}")
     try:

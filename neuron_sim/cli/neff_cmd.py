@@ -300,13 +300,19 @@ def _build_json(spec: str, args: argparse.Namespace) -> bytes:
         return write_neff(graph, weights, name=args.name or doc.get("name") or Path(spec).stem,
                           target=args.target or doc.get("target", "v2"),
                           lnc_size=args.lnc_size or doc.get("lnc_size", 1))
-    except (OSError, KeyError, TypeError, ValueError) as exc:
-        raise CliError(f"{spec}: {type(exc).__name__}: {exc}") from None
+    except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CliError(f"{spec}: {type(exc).__name__}: {exc}; expected {JSON_SPEC_FORM}") from None
+
+
+JSON_SPEC_FORM = ('a JSON object {"graph": {...}, "weights": {NAME: {"dtype", "shape", "fill" or "seed"}}, '
+                  '"name", "target", "lnc_size"} (see docs/neff.md)')
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    if not os.path.isfile(args.spec):
+    if not os.path.exists(args.spec):
         raise CliError(f"{args.spec} does not exist")
+    if not os.path.isfile(args.spec):
+        raise CliError(f"{args.spec} is not a regular file; SPEC is a .py file defining build(b) or a .json graph spec")
     if args.spec.endswith(".py"):
         data = _build_py(args.spec, args)
     elif args.spec.endswith(".json"):

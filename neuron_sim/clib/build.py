@@ -155,7 +155,7 @@ def cache_root() -> Path:
     """``$NEURON_SIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/neuron_sim``, else ``~/.cache/neuron_sim``."""
     explicit = os.environ.get("NEURON_SIM_CACHE_DIR")
     if explicit:
-        return Path(explicit)
+        return Path(explicit).absolute()   # run/env put it on library paths: a relative one breaks after cd
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "neuron_sim"
 
@@ -239,8 +239,12 @@ def build(root: Path | None = None) -> Path:
     except ImportError:
         raise LibnrtBuildError("cffi is not installed: pip install 'neuron_sim[clib]'") from None
     check_toolchain()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    except OSError as exc:
+        raise LibnrtBuildError(f"cannot create the library cache {target.parent}: {exc.strerror}; set "
+                               "NEURON_SIM_CACHE_DIR to a writable directory") from None
     try:
         recorded = recorded_python()
         (staging / "build-info.json").write_text(json.dumps(

@@ -38,6 +38,11 @@ def close() -> None:
     interface.close()
 
 
+def read_neff_file(path: Any) -> bytes:
+    """The NEFF file's bytes (regular files only); OSError naming the cause."""
+    return interface.read_neff_file(path)
+
+
 def load(neff: bytes, core_id: int, context: str) -> Any:
     try:
         return interface.load(neff, core_id, -1)

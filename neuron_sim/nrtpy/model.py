@@ -82,7 +82,7 @@ class NrtpyModel:
         runtime = SESSION.start()
         context = f"Failed to load model {path}"
         try:
-            data = path.read_bytes()
+            data = _backend.read_neff_file(path)
         except OSError as exc:
             raise face_error(NrtStatus.FAILURE, "nrt_load", f"{context}: cannot read the NEFF file "
                                                             f"({exc.strerror})") from None

@@ -85,9 +85,9 @@ class NrtpyTensor:
     def from_numpy(cls, array: Any, name: str | None = None, core_id: int = 0) -> "NrtpyTensor":
         """Allocate device memory on ``core_id`` and copy the (contiguous) array in."""
         arr = np.ascontiguousarray(array)
-        if arr.dtype.hasobject:
-            raise TypeError("from_numpy needs an array of numbers, got dtype object (Python objects have no "
-                            "device representation)")
+        if arr.dtype.hasobject or arr.dtype.kind in "USMm":
+            raise TypeError(f"from_numpy needs an array of numbers, got dtype {arr.dtype} (strings, dates and "
+                            "Python objects have no device representation)")
         label = name if name is not None else f"nrtpy_tensor_{next(_names)}"
         ref = NrtTensor.allocate(arr.nbytes, core_id, label)
         _backend.write(ref.handle, arr, f"Failed to write tensor '{label}'")

@@ -26,6 +26,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from neuron_sim.regular_files import open_regular
 from neuron_sim.status import NrtStatus
 
 CALLS: dict[str, tuple[NrtStatus, ...]] = {
@@ -100,7 +101,8 @@ def _int(raw: dict, key: str, index: int, minimum: int, default: int | None) -> 
 def _call(raw: dict, index: int) -> str:
     call = raw.get("call")
     if not isinstance(call, str):
-        raise FaultPlanError(f"{_where(index)}: 'call' is missing; expected one of {', '.join(CALLS)}")
+        told = "'call' is missing" if call is None else f"call={call!r} is not a name"
+        raise FaultPlanError(f"{_where(index)}: {told}; expected one of {', '.join(CALLS)}")
     name = call.strip().lower()
     name = name[4:] if name.startswith("nrt_") else name
     if name not in CALLS:
@@ -174,7 +176,7 @@ def load_plan_text(text: str) -> tuple[Fault, ...]:
     else:
         source = stripped
         try:
-            fd = os.open(stripped, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = open_regular(stripped, "the fault plan file", os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as f:
                 body = f.read(1 << 20).decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from neuron_sim.regular_files import open_regular
 from neuron_sim.dtypes import NrtDtype, numpy_dtype
 from neuron_sim import nrtlog
 from neuron_sim.nrtlog import fail
@@ -222,11 +223,17 @@ def load(neff: Any, vnc: int = -1, vnc_count: int = -1, function: str = "nrt_loa
     return models.load(rt, as_bytes(neff, function), vnc, vnc_count)
 
 
+def read_neff_file(path: str | os.PathLike) -> bytes:
+    """The bytes of a NEFF file; OSError naming the cause unless it is a regular file (a FIFO would block)."""
+    with os.fdopen(open_regular(path, "a NEFF"), "rb") as handle:
+        return handle.read()
+
+
 def load_file(path: str | os.PathLike, vnc: int = -1, vnc_count: int = -1) -> Model:
     """Load a NEFF file; the path names it in log lines (``vnc_count`` as for ``load``)."""
     rt = _live("nrt_load")
     try:
-        data = Path(path).read_bytes()
+        data = read_neff_file(path)
     except (OSError, ValueError) as exc:
         raise fail(NrtStatus.INVALID, "NRT", "nrt_load",
                    f"Cannot read NEFF {path}: {getattr(exc, 'strerror', None) or exc}") from None

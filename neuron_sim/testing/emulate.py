@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from neuron_sim.config.variables import CLOCKS
-from neuron_sim.hardware.select import DEFAULT_INSTANCE_TYPE
+from neuron_sim.hardware.select import DEFAULT_INSTANCE_TYPE, INSTANCE_TYPES
 from neuron_sim.runtime import interface
 from neuron_sim.testing.machine import EmulatedMachine
 
@@ -31,6 +31,13 @@ class emulate(contextlib.ContextDecorator):  # noqa: N801 - used like a function
                  state_dir: str | os.PathLike | None = None, clock: str = "virtual") -> None:
         if clock not in CLOCKS:
             raise ValueError(f"emulate(clock={clock!r}): expected one of {', '.join(CLOCKS)}")
+        if env is not None and not (isinstance(env, Mapping) and all(isinstance(k, str) for k in env)):
+            raise TypeError(f"emulate(env={env!r}): expected a dict of variable name -> value")
+        if instance_type is not None and not isinstance(instance_type, str):
+            raise TypeError(f"emulate(instance_type={instance_type!r}): expected a name such as 'trn1.2xlarge'")
+        if instance_type and instance_type not in INSTANCE_TYPES and "NEURON_SIM_TOPOLOGY" not in (env or {}):
+            raise ValueError(f"emulate(instance_type={instance_type!r}): unknown instance type; accepted: "
+                             f"{', '.join(INSTANCE_TYPES)} (or a NEURON_SIM_TOPOLOGY file in env)")
         self.instance_type = instance_type
         self.extra_env = dict(env or {})
         self.given_state_dir = state_dir

@@ -59,8 +59,19 @@ def neuron_machine(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
                      or request.config.getoption("neuron_instance_type"))
     state_dir = _shared_state_dir(tmp_path_factory) if options.get("shared") else None
     from neuron_sim.testing.emulate import emulate
-    with emulate(instance_type, options.get("env"), state_dir, options.get("clock", "virtual")) as machine:
+    try:
+        machine_cm = emulate(instance_type, options.get("env"), state_dir, options.get("clock", "virtual"))
+    except (TypeError, ValueError) as exc:
+        pytest.fail(f"@pytest.mark.neuron / --neuron-instance-type: {exc}", pytrace=False)
+    with machine_cm as machine:
         yield machine
+
+
+@pytest.fixture(autouse=True)
+def _neuron_marked(request: pytest.FixtureRequest) -> None:
+    """A test marked ``@pytest.mark.neuron`` runs on its machine even when it asks for no neuron fixture."""
+    if request.node.get_closest_marker("neuron") is not None:
+        request.getfixturevalue("neuron_machine")
 
 
 @pytest.fixture

@@ -8,19 +8,16 @@
 #include <nrt/nrt.h>
 #include <nrt/nrt_experimental.h>
 
+#include "read_file.h"
+
 #define SHOW(label, fmt, value) printf("%s=" fmt "\n", label, value)
 
 int main(int argc, char **argv)
 {
     if (argc != 2) return 2;
-    FILE *f = fopen(argv[1], "rb");
-    if (!f) return 1;
-    fseek(f, 0, SEEK_END);
-    size_t size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *neff = malloc(size);
-    if (fread(neff, 1, size, f) != size) return 1;
-    fclose(f);
+    size_t size = 0;
+    void *neff = read_file(argv[1], &size);
+    if (!neff) return 1;
     uint32_t n = 0;
     SHOW("init", "%d", nrt_init(NRT_FRAMEWORK_TYPE_PYTORCH, "2.1", "1.0"));
     nrt_get_total_vnc_count(&n);

@@ -9,6 +9,8 @@
 #include <nrt/nrt.h>
 #include <nrt/nrt_experimental.h>
 
+#include "read_file.h"
+
 struct counter {
     pthread_mutex_t lock;
     int completed;
@@ -33,19 +35,6 @@ static void on_done(void *params, uint32_t model_id, uint32_t vnc, uint64_t job_
     pthread_mutex_unlock(&counter.lock);
 }
 
-static void *read_all(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *buf = malloc(*size);
-    if (fread(buf, 1, *size, f) != *size) return NULL;
-    fclose(f);
-    return buf;
-}
-
 #define CHECK(call) \
     do { NRT_STATUS s_ = (call); if (s_) { fprintf(stderr, "%s: %d\n", #call, s_); return 1; } } while (0)
 
@@ -57,7 +46,7 @@ int main(int argc, char **argv)
     CHECK(nrt_init(NRT_FRAMEWORK_TYPE_NO_FW, "", ""));
     CHECK(nrt_register_async_exec_callback(on_done, &counter));
     size_t size = 0;
-    void *neff = read_all(argv[1], &size);
+    void *neff = read_file(argv[1], &size);
     nrt_model_t *model = NULL;
     CHECK(nrt_load(neff, size, 0, -1, &model));
     free(neff);

@@ -10,26 +10,15 @@
 #include <nrt/nrt.h>
 #include <nrt/nrt_experimental.h>
 
-#define SHOW(label, expr) printf("%s=%d\n", label, (int)(expr))
+#include "read_file.h"
 
-static void *read_all(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *buf = malloc(*size);
-    if (fread(buf, 1, *size, f) != *size) return NULL;
-    fclose(f);
-    return buf;
-}
+#define SHOW(label, expr) printf("%s=%d\n", label, (int)(expr))
 
 int main(int argc, char **argv)
 {
     if (argc != 2) return 2;
     size_t neff_size = 0;
-    void *neff = read_all(argv[1], &neff_size);
+    void *neff = read_file(argv[1], &neff_size);
     uint8_t buf[1024] = {0};
     nrt_tensor_t *t = NULL;
     nrt_model_t *model = NULL;

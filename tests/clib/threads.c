@@ -10,6 +10,8 @@
 #include <nrt/nrt.h>
 #include <nrt/nrt_experimental.h>
 
+#include "read_file.h"
+
 static nrt_model_t *model;
 static nrt_tensor_info_array_t *info;
 static const char *out_dir;
@@ -78,14 +80,9 @@ int main(int argc, char **argv)
     out_dir = argv[2];
     int n = atoi(argv[3]);
     iterations = atoi(argv[4]);
-    FILE *f = fopen(argv[1], "rb");
-    if (!f) return 1;
-    fseek(f, 0, SEEK_END);
-    size_t size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *neff = malloc(size);
-    if (fread(neff, 1, size, f) != size) return 1;
-    fclose(f);
+    size_t size = 0;
+    void *neff = read_file(argv[1], &size);
+    if (!neff) return 1;
     if (nrt_init(NRT_FRAMEWORK_TYPE_NO_FW, "", "") || nrt_load(neff, size, 0, -1, &model) ||
         nrt_get_model_tensor_info(model, &info))
         return 1;
