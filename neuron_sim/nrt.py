@@ -361,3 +361,99 @@ def nrt_register_async_exec_callback(callback: Callable[..., Any] | None, params
 def nrt_async_drain_queued_execs(vnc: int) -> None:
     """Block until the async queue of core ``vnc`` is empty."""
     rt.drain(vnc)
+
+
+# ---- system trace (nrt_sys_trace.h) and profile (nrt_profile.h) -------------------------------------------
+@_pair
+def nrt_sys_trace_config_allocate() -> Any:
+    """A new config (every visible NC, every event type); ``(status, config)``."""
+    return rt.sys_trace_config_new()
+
+
+@_quiet
+def nrt_sys_trace_config_set_defaults(config: Any) -> None:
+    rt.sys_trace_config_defaults(config)
+
+
+@_quiet
+def nrt_sys_trace_config_free(config: Any) -> None:
+    rt.sys_trace_config_free(config)
+
+
+@_quiet
+def nrt_sys_trace_config_set_max_events_per_nc(config: Any, n: int) -> None:
+    rt.sys_trace_config_max_events(config, n)
+
+
+@_quiet
+def nrt_sys_trace_config_set_capture_enabled_for_nc(config: Any, nc_idx: int, enabled: bool) -> None:
+    rt.sys_trace_config_nc(config, nc_idx, enabled)
+
+
+@_status
+def nrt_sys_trace_config_set_capture_enabled_for_event_type(config: Any, event_type: str, enabled: bool) -> None:
+    rt.sys_trace_config_event_type(config, event_type, enabled)
+
+
+@_pair
+def nrt_sys_trace_get_event_types() -> list[str]:
+    """``(status, [event type, ...])``."""
+    return rt.sys_trace_event_types()
+
+
+@_pair
+def nrt_sys_trace_config_get_enabled_event_types(config: Any) -> list[str]:
+    return rt.sys_trace_config_enabled_types(config)
+
+
+@_status
+def nrt_sys_trace_start(config: Any = None) -> None:
+    """Begin capture (None: defaults); the NEURON_RT_INSPECT_EVENT_FILTER_* variables are read now."""
+    rt.sys_trace_start(config)
+
+
+@_status
+def nrt_sys_trace_stop() -> None:
+    rt.sys_trace_stop()
+
+
+@_pair
+def nrt_sys_trace_fetch_options_allocate() -> Any:
+    return rt.sys_trace_fetch_options_new()
+
+
+@_quiet
+def nrt_sys_trace_fetch_options_set_defaults(options: Any) -> None:
+    rt.sys_trace_fetch_options_defaults(options)
+
+
+@_quiet
+def nrt_sys_trace_fetch_options_free(options: Any) -> None:
+    rt.sys_trace_fetch_options_free(options)
+
+
+@_quiet
+def nrt_sys_trace_fetch_options_set_max_events_per_nc(options: Any, n: int) -> None:
+    rt.sys_trace_fetch_options_max_events(options, n)
+
+
+@_quiet
+def nrt_sys_trace_fetch_options_set_nc_idx(options: Any, nc_idx: int) -> None:
+    rt.sys_trace_fetch_options_nc(options, nc_idx)
+
+
+@_pair
+def nrt_sys_trace_fetch_events(options: Any = None) -> str:
+    """``(status, json_text)``: the events captured since the last fetch, ``{"events": [...]}``."""
+    return rt.sys_trace_fetch(options)
+
+
+@_status
+def nrt_profile_start(model: Any, file: str) -> None:
+    """Capture ``model``'s executions into ``file`` (neuron_sim's JSON profile format) until nrt_profile_stop."""
+    rt.profile_start(model, file)
+
+
+@_status
+def nrt_profile_stop(file: str) -> None:
+    rt.profile_stop(file)

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 from neuron_sim.hardware.model import LogicalCore, Machine
+from neuron_sim.runtime import trace
 from neuron_sim.runtime.memory_ledger import MemoryEntry, MemoryLedger
 from neuron_sim.status import NrtError, NrtStatus
 
@@ -116,6 +117,7 @@ class DeviceMemory:
             alloc = Allocation(core.device, core.hbm_bank, core.global_id, category, nbytes, owner)
             bank.used += nbytes
             bank.allocations.add(alloc)
+            if trace.recorder is not None: trace.recorder.memory(key[0], key[1], bank.used)  # noqa: E701
             return alloc
 
     def free(self, alloc: Allocation | None) -> None:
@@ -130,6 +132,7 @@ class DeviceMemory:
             bank.used -= alloc.nbytes
             bank.allocations.discard(alloc)
             self._release((alloc.device, alloc.bank), bank)
+            if trace.recorder is not None: trace.recorder.memory(alloc.device, alloc.bank, bank.used)  # noqa: E701
 
     def resize(self, alloc: Allocation, nbytes: int, core: LogicalCore) -> None:
         """Grow or shrink a live allocation in place (the shared scratchpad grows with the largest NEFF)."""
@@ -144,6 +147,7 @@ class DeviceMemory:
             alloc.nbytes = nbytes
             if delta < 0:
                 self._release((alloc.device, alloc.bank), bank)
+            if trace.recorder is not None: trace.recorder.memory(alloc.device, alloc.bank, bank.used)  # noqa: E701
 
     def core_used(self, core: LogicalCore) -> int:
         """Bytes attributed to one logical core."""

@@ -29,7 +29,7 @@ from neuron_sim.dtypes import numpy_dtype
 from neuron_sim.neff.errors import NeffError
 from neuron_sim.neff.reader import Neff, read_neff
 from neuron_sim.nrtlog import fail
-from neuron_sim.runtime import faults
+from neuron_sim.runtime import faults, trace
 from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
 from neuron_sim.runtime.references import find_reference
 from neuron_sim.status import NrtError, NrtStatus
@@ -145,6 +145,7 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
         _update_durations(rt, model)
     nrtlog.info("NRT", fn, f"Loaded NEFF {neff.name} as model {model_id} on NC {start}"
                 f"{'' if len(cores) == 1 else f'-{start + len(cores) - 1}'}")
+    if trace.recorder is not None: trace.recorder.loaded(model)  # noqa: E701
     return model
 
 
@@ -167,6 +168,7 @@ def unload(rt: Runtime, model: Model) -> None:
         if model.neff.scratchpad_bytes:
             for cs in model.cores:
                 _resize_scratchpad(rt, cs)
+    if trace.recorder is not None: trace.recorder.unloaded(model)  # noqa: E701
 
 
 def unload_all(rt: Runtime) -> None:
