@@ -128,7 +128,8 @@ def test_process_rows_show_tags_and_survive_newlines(env, tmp_path):
             w.wait(10)
     lines = proc.stdout.splitlines()
     rows = [_cells(line) for line in lines if line.startswith("|")][2:]
-    assert len(rows) == 2 and all(len(line) == len(lines[2]) for line in lines[2:])
+    table = [line for line in lines if line.startswith(("|", "+"))]
+    assert len(rows) == 2 and all(len(line) == len(table[0]) for line in table)
     assert [r[8] for r in rows] == [str(w.pid) for w in sorted(workers, key=lambda w: w.pid)]
     tags = {r[8]: r[11] for r in rows}
     assert tags == {str(workers[0].pid): "ingest", str(workers[1].pid): str(workers[1].pid)}   # default: pid

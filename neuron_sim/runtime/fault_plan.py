@@ -13,6 +13,8 @@ default 1) or, with ``probability`` p, on each matching call from the nth on wit
 generator seeded by ``seed``; a ``sticky`` fault keeps failing every matching call once tripped, a one-shot
 fault (the default) fails once. ``core`` (machine-wide logical core id, as ``neuron-sim ls`` numbers them),
 ``device`` and ``model`` (NEFF name or uuid) narrow the calls that match.
+
+State owned here: none; it parses and checks plans (the triggers' state lives in ``faults``).
 """
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ read, change and atomically replace the file (a new file created with O_EXCL|O_N
 the old one), so readers never see half a plan. Nothing is written outside the state directory and no
 symlink there is followed. ``generation`` grows on every clear: processes take it as a reset of the devices
 that fell off.
+
+State owned here: the machine's ``faults.json`` and ``faults.lock`` in the state directory.
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ fault is planned or a device has fallen off.
 Trigger state (call counts, seeded generators, tripped faults, fallen-off devices) belongs to the process and
 survives nrt_close/nrt_init. A device that fell off stays off until a reset: nrt_close then nrt_init with
 NEURON_RT_RESET_CORES on (its default), or ``neuron-sim faults clear``.
+
+State owned here: the process's trigger state (``_state``), the ``active`` injector and the plan watcher thread.
 """
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ the core lock files) and is deleted by the next reader. docs/memory.md describes
 
 Allocation stays cheap: a process reserves in chunks (``CHUNK_BYTES``), so a tensor allocation inside the chunk
 touches no file; only crossing the reservation (grow) or dropping more than two chunks below it (shrink) writes.
+
+State owned here: this process's ledger file and its reservation per HBM bank.
 """
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ only appends one latency sample to a bounded deque and bumps counters it already
 Liveness works like core reservation: the publisher holds an exclusive flock on ``rt-<pid>-<token>.lock`` for
 its lifetime, so the kernel drops it however the process ends; a reader finds the record of a dead process
 unlocked, ignores it and removes it. The random token keeps a reused pid from ever matching an old record.
+
+State owned here: this process's published record, its lock file and the ``Publisher`` thread.
 """
 from __future__ import annotations
 
