@@ -11,10 +11,10 @@ import os
 import sys
 from types import ModuleType
 
-from neuron_sim.cli import clib_cmd, demo, faults_cmd, neff_cmd
+from neuron_sim.cli import clib_cmd, demo, draw_cmd, faults_cmd, neff_cmd, trace_cmd
 
 PROG = "neuron-sim"
-SUBCOMMANDS: tuple[ModuleType, ...] = (demo, neff_cmd, clib_cmd, faults_cmd)
+SUBCOMMANDS: tuple[ModuleType, ...] = (demo, neff_cmd, clib_cmd, faults_cmd, trace_cmd, draw_cmd)
 # look-alike tools with their own real command lines: ``neuron-sim ls ARGS`` is ``neuron-ls ARGS``
 TOOLS: dict[str, tuple[str, str]] = {
     "ls": ("neuron_sim.cli.ls", "list the simulated Neuron devices and the processes holding them (neuron-ls)"),

@@ -69,7 +69,7 @@ __all__ = [
     "sys_trace_config_enabled_types", "sys_trace_event_types", "sys_trace_start", "sys_trace_stop",
     "sys_trace_fetch_options_new", "sys_trace_fetch_options_defaults", "sys_trace_fetch_options_free",
     "sys_trace_fetch_options_max_events", "sys_trace_fetch_options_nc", "sys_trace_fetch", "profile_start",
-    "profile_stop",
+    "profile_stop", "publish_state",
 ]
 
 TENSOR_USAGE_INPUT, TENSOR_USAGE_OUTPUT = 0, 1
@@ -747,3 +747,10 @@ def _trace_path(path: Any, function: str) -> str:
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
         raise fail(NrtStatus.INVALID, "NRT", function, f"Invalid file {path!r}: expected a file path")
     return os.fspath(path)
+
+
+def publish_state() -> None:
+    """Rewrite this process's published record now (drawings and tools read it; normally it lags <= 1 s)."""
+    publisher = _live("publish_state").publisher
+    if publisher is not None:
+        publisher.publish()
