@@ -26,6 +26,7 @@ from typing import Any
 
 from neuron_sim import nrtlog
 from neuron_sim.nrtlog import fail
+from neuron_sim.runtime import trace
 from neuron_sim.runtime.core import CoreState, Runtime
 from neuron_sim.runtime.execution import Prepared, prepare, run
 from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
@@ -136,6 +137,7 @@ class AsyncQueue:
                     t.pending += 1
             q.inflight += 1
             q.items.append(Request(next(self.jobs), req, reservation, on_done))
+            if trace.recorder is not None: trace.recorder.queued(req, q.items[-1].job_id, q.inflight, "start")  # noqa: E701
             q.cv.notify_all()
         return NrtStatus.SUCCESS
 
@@ -144,7 +146,7 @@ class AsyncQueue:
         rt = self.rt
         prepared = req.prepared
         try:
-            status = int(run(rt, prepared))
+            status = int(run(rt, prepared) if trace.recorder is None else trace.recorder.run(rt, prepared, run, job_id=req.job_id))
         except NrtError as exc:
             status = int(exc.status)
         except Exception as exc:  # a bug or a failing numpy reference must not kill the runtime thread
@@ -164,6 +166,7 @@ class AsyncQueue:
         with q.cv:
             q.running = None
             q.inflight -= 1
+            if trace.recorder is not None: trace.recorder.queued(prepared, req.job_id, q.inflight, "stop")  # noqa: E701
             q.cv.notify_all()
 
     def _notify(self, model_id: int, vnc: int, job_id: int, status: int) -> None:

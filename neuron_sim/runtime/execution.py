@@ -14,7 +14,7 @@ import numpy as np
 from neuron_sim import nrtlog
 from neuron_sim.compute.ops import OutOfBoundsAccess
 from neuron_sim.nrtlog import fail
-from neuron_sim.runtime import faults
+from neuron_sim.runtime import faults, trace
 from neuron_sim.runtime.core import Runtime
 from neuron_sim.runtime.models import Binding, Model, check_model, opaque_outputs
 from neuron_sim.runtime.tensors import Placement, Tensor, TensorSet
@@ -129,6 +129,7 @@ def run(rt: Runtime, req: Prepared) -> NrtStatus:
 
 def execute(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> NrtStatus:
     """Synchronous nrt_execute."""
+    if trace.recorder is not None: return trace.recorder.run(rt, prepare(rt, model, inputs, outputs), run)  # noqa: E701
     return run(rt, prepare(rt, model, inputs, outputs))
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from neuron_sim.config.parsers import ConfigError, _items
 from neuron_sim.nrtlog import fail
-from neuron_sim.status import NrtStatus, status_name
+from neuron_sim.status import NrtError, NrtStatus, status_name
 
 HARDWARE_EVENTS = ("nc_exec_running", "cc_running", "cc_exec_barrier", "numerical_err", "nrt_model_switch",
                    "timestamp_sync_point", "hw_notify")
@@ -178,26 +178,46 @@ class Recorder:
         return tid
 
     def loaded(self, model: Any) -> None:
-        now = self.rt.clock.now()
+        now = self.host_now()
         self.software("nrt_load", model.start_vnc, now, now, _model_data(model), model.id)
 
     def unloaded(self, model: Any) -> None:
-        now = self.rt.clock.now()
+        now = self.host_now()
         self.software("nrt_unload", model.start_vnc, now, now, _model_data(model), model.id)
 
     def tensor_io(self, event_type: str, tensor: Any, size: int) -> None:
-        now = self.rt.clock.now()
+        now = self.host_now()
         self.software(event_type, tensor.vnc, now, now, {"tensor_name": tensor.name, "size": size})
 
-    def executed(self, model: Any, start_s: float, end_s: float, status: int, called_s: float | None = None,
-                 job_id: int | None = None) -> None:
-        """One execution on the device: nc_exec_running pair per core, a sync point, numerical_err, the
-        nrt_execute software span (synchronous calls) from ``called_s`` to the end."""
+    def run(self, rt: Any, req: Any, run: Any, *args: Any, job_id: int | None = None) -> Any:
+        """Call ``run(rt, req, *args)`` (one execution) and record it; synchronous when ``job_id`` is None."""
+        called = self.host_now()
+        try:
+            status = run(rt, req, *args)
+        except NrtError as exc:
+            self.executed(req, int(exc.status), called if job_id is None else None, job_id)
+            raise
+        self.executed(req, int(status), called if job_id is None else None, job_id)
+        return status
+
+    def host_now(self) -> float:
+        """The calling host thread's simulated time."""
+        return self.rt.clock.now()
+
+    def executed(self, req: Any, status: int, called_s: float | None = None, job_id: int | None = None) -> None:
+        """One execution on the device: the nrt_execute software span of a synchronous call (``called_s`` to
+        the end), an nc_exec_running pair per core, numerical_err, then a sync point."""
+        model = req.model
+        start_s, end_s = _slot(req)
         tid = next(self.tracking)
         data = {**_model_data(model), "status": status_name(status)}
         if job_id is not None:
             data["job_id"] = job_id
         start_ns, end_ns = ns(start_s), ns(end_s)
+        thread = threading.get_ident()
+        if called_s is not None:
+            self.emit("nrt_execute", "start", model.start_vnc, tid,
+                      {"nc_timestamp_ns": ns(called_s), "thread_id": thread, **data}, model.id)
         for cs in model.cores:
             self.emit("nc_exec_running", "start", cs.vnc, tid, {"nc_timestamp_ns": start_ns, **data}, model.id)
             self.emit("nc_exec_running", "stop", cs.vnc, tid, {"nc_timestamp_ns": end_ns, **data}, model.id)
@@ -206,17 +226,20 @@ class Recorder:
         self.emit("timestamp_sync_point", "info", model.start_vnc, tid,
                   {"nc_timestamp_ns": end_ns, "cpu_timestamp_ns": time.time_ns()}, model.id)
         if called_s is not None:
-            thread = threading.get_ident()
-            self.emit("nrt_execute", "start", model.start_vnc, tid,
-                      {"nc_timestamp_ns": ns(called_s), "thread_id": thread, **data}, model.id)
             self.emit("nrt_execute", "stop", model.start_vnc, tid,
                       {"nc_timestamp_ns": end_ns, "thread_id": thread, **data}, model.id)
 
-    def queued(self, model: Any, job_id: int, depth: int, phase: str) -> None:
-        """The async queue of the model's first core: ``start`` when a request enters, ``stop`` when it leaves."""
-        self.emit("async_exec_queue", phase, model.start_vnc, job_id,
-                  {"nc_timestamp_ns": self._now(), "thread_id": threading.get_ident(), "model_id": model.id,
-                   "queue_depth": depth}, model.id)
+    def queued(self, req: Any, job_id: int, depth: int, phase: str) -> None:
+        """The async queue of the request's first core: ``start`` when it enters (with the nrt_execute call
+        that enqueued it, on host time), ``stop`` when it leaves (its execution ended)."""
+        model = req.model
+        at = self.host_now() if phase == "start" else _slot(req)[1]
+        data = {"nc_timestamp_ns": ns(at), "thread_id": threading.get_ident(), **_model_data(model),
+                "job_id": job_id}
+        if phase == "start":
+            self.software("nrt_execute", model.start_vnc, at, at, {**_model_data(model), "job_id": job_id,
+                                                                   "status": "NRT_SUCCESS"}, model.id)
+        self.emit("async_exec_queue", phase, model.start_vnc, job_id, {**data, "queue_depth": depth}, model.id)
 
     def memory(self, device: int, bank: int, used: int) -> None:
         """This process's bytes on one HBM bank changed (sampled for the Perfetto counter tracks)."""
@@ -260,6 +283,12 @@ class Recorder:
                 taken.extend(events)
         order = {id(e): n for n, e in enumerate(taken)}
         return sorted(taken, key=lambda e: (e["data"]["nc_timestamp_ns"], e["tracking_id"], order[id(e)]))
+
+
+def _slot(req: Any) -> tuple[float, float]:
+    """The simulated [start, end) the execution took on its cores."""
+    end = req.model.cores[0].busy_until
+    return max(req.submitted, end - req.model.duration_s), end
 
 
 def _model_data(model: Any) -> dict[str, Any]:
