@@ -54,8 +54,8 @@ def close(only: Runtime | None = None) -> None:
     if rt.async_queue is not None:
         rt.async_queue.shutdown()
     unload_all(rt)
-    trace.on_close(rt)
     rt.close()
+    trace.on_close(rt)
     faults.stop()
 
 

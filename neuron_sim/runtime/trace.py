@@ -338,7 +338,7 @@ def profile_start(rt: Any, model: Any, path: str) -> None:
         rec = _recorder_of(rt)
         with rec.lock:
             rec.profiles[model.id] = ProfileCapture(model.id, path, {
-                **_model_data(model), "uuid": model.neff.uuid, "start_nc": model.start_vnc,
+                "id": model.id, "name": model.name, "uuid": model.neff.uuid, "start_nc": model.start_vnc,
                 "nc_count": len(model.cores)}, ns(rt.clock.now()))
 
 
