@@ -69,7 +69,7 @@ __all__ = [
     "sys_trace_config_enabled_types", "sys_trace_event_types", "sys_trace_start", "sys_trace_stop",
     "sys_trace_fetch_options_new", "sys_trace_fetch_options_defaults", "sys_trace_fetch_options_free",
     "sys_trace_fetch_options_max_events", "sys_trace_fetch_options_nc", "sys_trace_fetch", "profile_start",
-    "profile_stop", "publish_state",
+    "profile_stop", "publish_state", "state_dir",
 ]
 
 TENSOR_USAGE_INPUT, TENSOR_USAGE_OUTPUT = 0, 1
@@ -754,3 +754,8 @@ def publish_state() -> None:
     publisher = _live("publish_state").publisher
     if publisher is not None:
         publisher.publish()
+
+
+def state_dir() -> Path:
+    """The live runtime's machine state directory (lock files, published records, memory ledger)."""
+    return Path(_live("state_dir").reservation.state_dir)
