@@ -7,13 +7,16 @@ Part 1 runs the same loop (2 ms of host work + a model with 2 ms of device time)
 3 requests in flight, under NEURON_SIM_CLOCK=real. Part 2 queues requests of a model whose output
 buffers take 6 GiB of device memory each: 3 in flight fit in a 32 GiB trn1 device, 8 do not.
 """
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STATE = tempfile.mkdtemp(prefix="neuron_sim_example_")
+atexit.register(shutil.rmtree, STATE, True)     # leave no state directory behind
 
 PIPELINE = """
 import threading, time, numpy as np

@@ -5,7 +5,9 @@
 On a simulated inf1.6xlarge (16 NeuronCores) five processes with NEURON_RT_NUM_CORES=3 get 0-2, 3-5,
 6-8, 9-11 and 12-14; a sixth fails with NRT_RESOURCE and the runtime's log names who holds the cores.
 """
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +25,7 @@ nrt.nrt_close()
 
 env = dict(os.environ, NEURON_SIM_INSTANCE_TYPE="inf1.6xlarge", NEURON_RT_NUM_CORES="3",
            NEURON_SIM_STATE_DIR=tempfile.mkdtemp(prefix="neuron_sim_example_"))
+atexit.register(shutil.rmtree, env["NEURON_SIM_STATE_DIR"], True)     # leave no state directory behind
 procs = []
 for i in range(6):
     p = subprocess.Popen([sys.executable, "-c", CHILD], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -2,13 +2,17 @@
 
     python examples/pythonic.py
 """
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("NEURON_SIM_STATE_DIR", tempfile.mkdtemp(prefix="neuron_sim_example_"))
+if "NEURON_SIM_STATE_DIR" not in os.environ:        # a private state directory, removed at exit
+    os.environ["NEURON_SIM_STATE_DIR"] = tempfile.mkdtemp(prefix="neuron_sim_example_")
+    atexit.register(shutil.rmtree, os.environ["NEURON_SIM_STATE_DIR"], True)
 import neuron_sim  # noqa: E402
 from neuron_sim.neff.builder import NeffBuilder  # noqa: E402
 

@@ -6,12 +6,16 @@ A trn1.32xlarge device has 32 GiB of HBM shared by its two NeuronCores. neffs/la
 declares 768 MiB of constants: 22 copies per core need 33 GiB per device and fail with NRT_RESOURCE and
 the runtime's memory-usage table; NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS=TRUE keeps one copy per HBM.
 """
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("NEURON_SIM_STATE_DIR", tempfile.mkdtemp(prefix="neuron_sim_example_"))
+if "NEURON_SIM_STATE_DIR" not in os.environ:        # a private state directory, removed at exit
+    os.environ["NEURON_SIM_STATE_DIR"] = tempfile.mkdtemp(prefix="neuron_sim_example_")
+    atexit.register(shutil.rmtree, os.environ["NEURON_SIM_STATE_DIR"], True)
 os.environ["NEURON_SIM_INSTANCE_TYPE"] = "trn1.32xlarge"
 os.environ["NEURON_RT_VISIBLE_CORES"] = "0-1"          # one device is enough to show it
 LOG = Path(os.environ["NEURON_SIM_STATE_DIR"]) / "tdrv.log"

@@ -110,11 +110,20 @@ class Model:
         """Execute on tensors you allocated; outputs are written in place. Returns the status."""
         return rt.execute_now(self.handle, _tensor_set(inputs), _tensor_set(outputs))
 
-    def submit(self, **arrays: Any) -> Future:
-        """Async mode: enqueue one execution and return a Future of its outputs (NrtError on failure)."""
-        future: Future = Future()
+    def submit(self, inputs: Mapping[str, Any] | None = None, /, *, block: bool = False, **arrays: Any) -> Future:
+        """Async mode: enqueue one execution and return a Future of its outputs (NrtError on failure).
+
+        When NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS requests of the core are in flight, raises
+        ``NrtError(NRT_QUEUE_FULL)`` at once, or with ``block=True`` waits for the oldest to end. Inputs
+        go as keywords or as a mapping (for an input named ``block``). ``result()`` also waits in
+        simulated time for the request's end.
+        """
+        arrays = {**(inputs or {}), **arrays}
+        future = rt.completion_future()
+        clock = future.clock
 
         def done(status: int, result: dict[str, np.ndarray]) -> None:
+            future.end = clock.thread_now()      # the runtime thread is at the request's simulated end
             if status == 0:
                 future.set_result(result)
             elif status == NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR:
@@ -122,7 +131,7 @@ class Model:
             else:
                 future.set_exception(NrtError(status, f"async execution of model {self.name} failed"))
 
-        rt.submit_arrays(self.handle, arrays, done)
+        rt.submit_arrays(self.handle, arrays, done, block=block)
         return future
 
     def unload(self) -> None:

@@ -15,6 +15,7 @@ Decisions where the Neuron sources are silent:
 - ``NEURON_SIM_LOG_FORMAT=json`` writes one JSON object per line with keys timestamp (ISO 8601 local time
   with UTC offset), pid, tid, level, module, function, message.
 - Modules without their own NEURON_RT_LOG_LEVEL_<C>/NEURON_RT_LOG_LOCATION_<C> use the global settings.
+- ``notice`` writes a WARN line whatever the level, unless the module is QUIET.
 - ``warn_once`` keys are forgotten on every ``configure`` (each nrt_init starts afresh, as a new runtime would).
 - Before the first ``configure`` call, the first log call configures from os.environ, leniently: a malformed
   logging variable is skipped (nrt_init reports it as an error later) rather than breaking logging.
@@ -34,6 +35,7 @@ import structlog
 
 from neuron_sim.config import ConfigError, RuntimeConfig, load_config
 from neuron_sim.status import NrtError, NrtStatus
+from neuron_sim.regular_files import open_regular
 
 LEVELS: tuple[str, ...] = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 SYSLOG_ADDRESS = "/dev/log"
@@ -112,17 +114,34 @@ class _ConsoleSink:
 
 
 class _FileSink:
-    """Appends to one file, flushed per line."""
+    """Appends to one regular file (or the null device), flushed per line; the console takes over from a
+    file whose writes fail (a full disk), and a FIFO or other device is refused at open, never waited on."""
 
     def __init__(self, path: str) -> None:
-        self.handle = open(path, "a", encoding="utf-8", errors="backslashreplace")
+        fd = open_regular(path, "a log location", os.O_WRONLY | os.O_APPEND | os.O_CREAT, allow_null=True)
+        self.handle = os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
+        self.path = path
+        self.failed = False
 
     def write(self, level: str, line: str) -> None:
-        self.handle.write(line + "\n")
-        self.handle.flush()
+        if not self.failed:
+            try:
+                self.handle.write(line + "\n")
+                self.handle.flush()
+                return
+            except OSError as exc:
+                self.failed = True
+                _ConsoleSink().write("WARN", format_line(
+                    "WARN", "NRT", "log_write", f"writing log file {self.path} failed ({exc.strerror or exc}); "
+                    "logging to console", timestamp=datetime.now(), pid=os.getpid(), tid=threading.get_native_id()))
+        _ConsoleSink().write(level, line)
 
     def close(self) -> None:
-        self.handle.close()
+        try:
+            self.handle.close()
+        except OSError:
+            pass
+
 
 
 class _SyslogSink:
@@ -334,6 +353,17 @@ def warn_once(key: str, module: str, function: str, message: str) -> None:
             return
         _once.add(key)
     log("WARN", module, function, message)
+
+
+def notice(module: str, function: str, message: str) -> None:
+    """A WARN line shown even at the default ERROR level (only QUIET hides it): for results that look
+    successful but are not real, which a user must not miss."""
+    with _lock:
+        state = _current()
+        if state.threshold(module) >= _QUIET:
+            return
+        logger = state.loggers.get(module, state.default_logger)
+        logger.warn(message, level="WARN", module=module, function=function)
 
 
 def log_config_warnings(config: RuntimeConfig) -> None:

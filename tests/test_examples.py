@@ -14,6 +14,10 @@ from tests.conftest import REPO
 def run(args: list[str], tmp_path, **env) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("NEURON_RT_", "NEURON_SIM_"))}
     base.update(NEURON_SIM_STATE_DIR=str(tmp_path / "state"), **env)
+    if env.pop("own_state", False):
+        del base["NEURON_SIM_STATE_DIR"]
+        base.pop("own_state")
+        base["TMPDIR"] = str(tmp_path)
     return subprocess.run([sys.executable, *args], env=base, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
@@ -35,10 +39,19 @@ def test_demo_is_the_main_command(tmp_path):
     assert 'id="model-demo_mlp-nc0"' in open(drawing).read()
 
 
+@pytest.mark.parametrize("instance", ["trn1.2xlarge", "inf2.xlarge", "inf2.8xlarge"])
+def test_demo_adapts_to_small_machines(tmp_path, instance):
+    r = run(["-m", "neuron_sim.cli.main", "demo", "--instance-type", instance], tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"simulated {instance}" in r.stdout and "NEURON_RT_NUM_CORES=2" in r.stdout
+    assert "output matches numpy" in r.stdout and "NRT_TIMEOUT after" in r.stdout
+
+
 def test_demo_reports_a_failed_init_without_a_traceback(tmp_path):
     r = run(["-m", "neuron_sim.cli.main", "demo"], tmp_path, NEURON_RT_VISIBLE_CORES="3,5")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "nrt_init failed with NRT_INVALID" in r.stdout and "NEURON_RT_VISIBLE_CORES" in r.stderr
+    assert "log line above" not in r.stdout
 
 
 def test_first_app(tmp_path):
@@ -91,3 +104,11 @@ def test_ci_with_pytest_project(tmp_path):
                        cwd=REPO / "examples" / "ci_with_pytest", capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "6 passed" in r.stdout
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("example", ["pythonic.py", "reproduce_oom.py", "core_reservation.py"])
+def test_examples_leave_no_state_directory_behind(tmp_path, example):
+    r = run([f"examples/{example}"], tmp_path, own_state=True)
+    assert r.returncode == 0, r.stderr
+    assert not list(tmp_path.glob("neuron_sim_example_*"))

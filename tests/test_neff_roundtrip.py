@@ -129,10 +129,22 @@ def test_a_wrong_hash_fails_only_when_validation_is_asked(pkg_version: int, text
     assert verify_hash(data) is False
 
 
+def _without_file_vars(members: dict[str, bytes]) -> dict[str, bytes]:
+    """The def.json members with their "file" vars dropped (a compiler-style NEFF with no constants)."""
+    out = {}
+    for name, raw in members.items():
+        if name.endswith("def.json"):
+            doc = json.loads(raw)
+            doc["var"] = {k: v for k, v in doc["var"].items() if v.get("type") != "file"}
+            out[name] = json.dumps(doc).encode()
+    return out
+
+
 def test_compiler_made_neff_with_a_wrong_hash_is_refused_when_validating() -> None:
     g, w = mlp_graph()
     members = {k: v for k, v in archive_members(g, w, name="c", target="v2", lnc_size=1, build_version="")
                .items() if not k.startswith("sim/")}
+    members.update(_without_file_vars(members))
     good = assemble(members)
     n = read_neff(good, validate_hash=True)
     assert n.is_opaque and n.hash_status == "ok" and n.weights == {}

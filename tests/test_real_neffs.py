@@ -9,7 +9,9 @@ from neuron_sim.dtypes import NrtDtype
 from neuron_sim.neff.errors import NeffError
 from neuron_sim.neff.reader import read_neff, read_neff_file, verify_hash
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "realneffs"
+REAL = next((p for p in (Path(__file__).resolve().parents[1].parent / "shared" / "realneffs",
+                          Path("/work/shared/realneffs")) if (p / "matmul_small.neff").is_file()),
+            Path("../shared/realneffs"))
 pytestmark = pytest.mark.skipif(not (REAL / "matmul_small.neff").is_file(), reason=f"{REAL} is absent")
 
 F16 = NrtDtype.FLOAT16

@@ -187,27 +187,30 @@ def test_ring_size_and_fetch_options(runtime):
 
 
 def test_async_pipelining_overlaps_host_work_and_device_time():
-    """Request n+1 is enqueued (host) while request n runs on the device; the device never idles after the
-    pipeline fills."""
+    """Each request runs on the device while the host works on the next one: nrt_execute returns at once
+    (zero-length call), request n's device slot lies between its enqueue and the next enqueue, and the run
+    ends one device time after the last enqueue instead of after requests x (host + device)."""
     from neuron_sim.tracing.timeline import DEVICE_S, HOST_WORK_S, pipelining_trace
     events, summary = pipelining_trace(requests=6, depth=3)
+    ms = 1_000_000
     runs = [e for e in events if e["event_type"] == "nc_exec_running"]
-    starts = {e["tracking_id"]: e["data"]["nc_timestamp_ns"] for e in runs if e["phase"] == "start"}
-    stops = {e["tracking_id"]: e["data"]["nc_timestamp_ns"] for e in runs if e["phase"] == "stop"}
-    jobs = {e["tracking_id"]: e["data"]["job_id"] for e in runs if e["phase"] == "start"}
-    enqueued = {e["tracking_id"]: e["data"]["nc_timestamp_ns"] for e in events
+    starts = {e["data"]["job_id"]: e["data"]["nc_timestamp_ns"] for e in runs if e["phase"] == "start"}
+    stops = {e["data"]["job_id"]: e["data"]["nc_timestamp_ns"] for e in runs if e["phase"] == "stop"}
+    enqueued = {e["data"]["job_id"]: e["data"]["nc_timestamp_ns"] for e in events
                 if e["event_type"] == "async_exec_queue" and e["phase"] == "start"}
-    order = sorted(starts, key=lambda k: jobs[k])
-    assert len(order) == 6
-    for k in order:
-        assert stops[k] - starts[k] == round(DEVICE_S * 1e9)
-    for prev, cur in zip(order, order[1:]):
-        job = jobs[cur]
-        assert starts[prev] < enqueued[job] < stops[prev]               # host work overlapped device time
-    assert summary["host_work_ms"][1] == [2.0, 4.0]
-    assert enqueued[jobs[order[-1]]] == round(6 * HOST_WORK_S * 1e9)
+    calls = [e for e in events if e["event_type"] == "nrt_execute"]
+    jobs = sorted(starts)
+    assert len(jobs) == 6 and len(calls) == 12
+    assert {e["data"]["nc_timestamp_ns"] for e in calls if e["phase"] == "start"} == set(enqueued.values())
+    for n, job in enumerate(jobs):
+        assert enqueued[job] == (n + 1) * HOST_WORK_S * 1e9                  # the host never waited
+        assert stops[job] - starts[job] == DEVICE_S * 1e9
+        if n + 1 < len(jobs):
+            assert enqueued[job] <= starts[job] < stops[job] <= enqueued[jobs[n + 1]]   # under the next host work
+    assert stops[jobs[-1]] == 14 * ms                                      # not 6 x (2 + 2) = 24 ms
+    assert summary["host_work_ms"][1] == [2.0, 4.0] and summary["device_ms"][0] == [2.0, 4.0]
     depths = [e["data"]["queue_depth"] for e in events if e["event_type"] == "async_exec_queue"]
-    assert max(depths) >= 1 and depths[-1] == 0
+    assert depths[0] == 1 and depths[-1] == 0
 
 
 def test_profile_file_and_cli(runtime, tmp_path, capsys):

@@ -21,7 +21,7 @@ from neuron_sim.neff.builder import NeffBuilder
 from neuron_sim.runtime import interface
 from neuron_sim.runtime.interface import format_bytes
 
-DEMO_CORES = "4"
+DEMO_CORES = 4   # at most; fewer on machines that have fewer (trn1.2xlarge, inf2.xlarge have 2)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,18 +57,27 @@ def _check(status: int, what: str) -> None:
         raise RuntimeError(f"{what} failed with {nrt.nrt_get_status_as_str(status)}({status})")
 
 
+def _failed(out, what: str, status: int) -> int:
+    """Say what failed; the cause is on stderr when the runtime logged one (NEURON_RT_LOG_LEVEL=INFO shows more)."""
+    out(f"{what} failed with {nrt.nrt_get_status_as_str(status)}({status}); the runtime's ERROR lines on stderr, "
+        "if any, name the cause (NEURON_RT_LOG_LEVEL=INFO shows more).\n")
+    return 1
+
+
 def run(args: argparse.Namespace) -> int:
     if args.instance_type:
         os.environ["NEURON_SIM_INSTANCE_TYPE"] = args.instance_type
-    if "NEURON_RT_VISIBLE_CORES" not in os.environ and "NEURON_RT_NUM_CORES" not in os.environ:
-        os.environ["NEURON_RT_NUM_CORES"] = DEMO_CORES
     pictures = Path(tempfile.mkdtemp(prefix="neuron_sim_demo_"))       # its Perfetto trace and drawing
     os.environ.setdefault("NEURON_SIM_TRACE", str(pictures / "trace.json"))
     out = sys.stdout.write
+    if "NEURON_RT_VISIBLE_CORES" not in os.environ and "NEURON_RT_NUM_CORES" not in os.environ:
+        status, total = nrt.nrt_get_total_nc_count()
+        if status != 0:
+            return _failed(out, "the machine description", status)
+        os.environ["NEURON_RT_NUM_CORES"] = str(min(DEMO_CORES, total))
     status = nrt.nrt_init()
     if status != 0:
-        out(f"nrt_init failed with {nrt.nrt_get_status_as_str(status)}({status}); see the log line above.\n")
-        return 1
+        return _failed(out, "nrt_init", status)
     try:
         m = interface.machine()
         out(f"neuron_sim demo on a simulated {m.instance_type}: {len(m.devices)} device(s), {m.total_cores} "

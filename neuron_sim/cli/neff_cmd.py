@@ -32,6 +32,7 @@ from neuron_sim.neff.metadata import TARGET_ARCH
 from neuron_sim.neff.package import hash_algorithm, make_archive, compute_hash, read_archive
 from neuron_sim.neff.reader import Neff, hash_fields, read_neff
 from neuron_sim.neff.writer import write_neff
+from neuron_sim.regular_files import open_regular
 from neuron_sim.status import NrtError, status_name
 
 HEADER_JSON = "header.json"
@@ -52,22 +53,22 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--validate-hash", action="store_true",
                    help="load as NEURON_RT_VALIDATE_HASH=true would (a mismatch fails the load)")
-    p.set_defaults(func=cmd_inspect)
+    p.set_defaults(func=run, handler=cmd_inspect)
     p = sub.add_parser("unpack", help="extract the archive members and header.json into DIR")
     p.add_argument("file")
     p.add_argument("dir")
-    p.set_defaults(func=cmd_unpack)
+    p.set_defaults(func=run, handler=cmd_unpack)
     p = sub.add_parser("pack", help="re-pack an unpacked directory (recomputes data_size and hash)")
     p.add_argument("dir")
     p.add_argument("file")
-    p.set_defaults(func=cmd_pack)
+    p.set_defaults(func=run, handler=cmd_pack)
     p = sub.add_parser("build", help="build a NEFF from a SPEC.py (defining build(b)) or SPEC.json")
     p.add_argument("spec")
     p.add_argument("out")
     p.add_argument("--name")
     p.add_argument("--target")
     p.add_argument("--lnc-size", type=int)
-    p.set_defaults(func=cmd_build)
+    p.set_defaults(func=run, handler=cmd_build)
     return neff
 
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Dispatch parsed args; turns every failure into one stderr line and exit code 1."""
     try:
-        return int(args.func(args) or 0)
+        return int(args.handler(args) or 0)
     except NrtError as exc:
         where = getattr(args, "file", None) or getattr(args, "spec", "")
         print(f"ERROR  NEFF:neff_parse  {where}: {exc.message} (err: {int(exc.status)}, {status_name(exc.status)})",
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_file(path: str) -> bytes:
     try:
-        return Path(path).read_bytes()
+        with os.fdopen(open_regular(path, "a NEFF"), "rb") as handle:
+            return handle.read()
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
 

@@ -108,7 +108,7 @@ class Graph:
                 constants_bytes=_nonneg_int(dec.get("constants_bytes", 0), "declared.constants_bytes"),
                 scratchpad_bytes=_nonneg_int(dec.get("scratchpad_bytes", 0), "declared.scratchpad_bytes"),
                 output_buffer_bytes=_nonneg_int(dec.get("output_buffer_bytes", 0), "declared.output_buffer_bytes"),
-                duration_s=None if duration is None else float(duration),
+                duration_s=None if duration is None else _duration(duration),
             )
             subgraphs = []
             for i, sg in enumerate(doc["subgraphs"]):
@@ -154,6 +154,14 @@ def _str(v: Any, where: str) -> str:
     if not isinstance(v, str):
         raise ValueError(f"sim/graph.json: {where} must be a string, got {type(v).__name__}")
     return v
+
+
+def _duration(v: Any) -> float:
+    """declared.duration_s: a finite, non-negative number of simulated seconds."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+        raise ValueError(f"sim/graph.json: declared.duration_s must be a finite non-negative number of seconds, "
+                         f"got {v!r}")
+    return float(v)
 
 
 def _nonneg_int(v: Any, where: str) -> int:

@@ -57,6 +57,7 @@ from neuron_sim.config.variables import (
     short_version,
     version_string,
 )
+from neuron_sim.neff.package import DEFAULT_MAX_ARCHIVE_BYTES
 
 T = TypeVar("T")
 
@@ -78,6 +79,7 @@ class RuntimeConfig:
     component_log_locations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     exec_timeout_s: float = DEFAULT_EXEC_TIMEOUT_S
     validate_hash: bool = False
+    max_neff_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES
     shared_weights: bool = False
     async_max_inflight: int = 0
     allow_legacy_neff: bool = False
@@ -154,6 +156,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> RuntimeConfig:
             DEFAULT_EXEC_TIMEOUT_S if modern else LEGACY_EXEC_TIMEOUT_S
         ),
         validate_hash=reader.get("NEURON_RT_VALIDATE_HASH", parse_bool, False),
+        max_neff_bytes=reader.get("NEURON_SIM_MAX_NEFF_BYTES", lambda n, t: parse_int_range(n, t, 1, 1 << 62),
+                                  DEFAULT_MAX_ARCHIVE_BYTES),
         shared_weights=reader.get("NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS", parse_bool, False),
         async_max_inflight=_async_max_inflight(reader),
         allow_legacy_neff=reader.get("NEURON_RT_ALLOW_LEGACY_NEFF", parse_bool, False),

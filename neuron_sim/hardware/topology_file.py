@@ -23,6 +23,9 @@ from neuron_sim.hardware.catalog import (
 )
 from neuron_sim.hardware.generations import GENERATIONS
 from neuron_sim.hardware.model import GiB, Device, Machine
+from neuron_sim.regular_files import read_regular
+
+MAX_TOPOLOGY_BYTES = 16 << 20     # far above any machine's topology document
 
 MAX_MEMORY_GIB = 4096
 
@@ -206,8 +209,7 @@ def load_topology(path: str | os.PathLike, lnc: int | None = None) -> Machine:
     """Read and validate the topology JSON file at ``path``; the Machine's ``source`` is the path."""
     name = os.fspath(path)
     try:
-        with open(name, encoding="utf-8") as handle:
-            text = handle.read()
+        text = read_regular(name, "the topology file", MAX_TOPOLOGY_BYTES).decode("utf-8")
     except OSError as exc:
         raise TopologyError("(file)", f"cannot read {name}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:

@@ -48,6 +48,7 @@ class DefSummary:
     io_vars: dict[str, tuple[str, int]]   # name -> (type, size)
     file_bytes: int                       # sum of "file" var sizes (constants in HBM)
     scratchpad_bytes: int                 # max(backing_variable_off + size) over "virtual" vars
+    files: tuple[str, ...] = ()           # archive members the "file" vars name (relative to the archive root)
 
 
 def arch_of_target(target: str) -> str:
@@ -79,7 +80,7 @@ def load_json(members: Mapping[str, bytes], name: str) -> Any:
     if name not in members:
         raise invalid(f"NEFF is missing member {name}")
     try:
-        return json.loads(members[name])
+        return json.loads(bytes(members[name]))
     except (ValueError, RecursionError) as exc:
         raise invalid(f"NEFF member {name} is not valid JSON: {exc}") from None
 
@@ -254,6 +255,7 @@ def parse_def(doc: Any, member: str) -> DefSummary:
     if not isinstance(doc, dict) or not isinstance(doc.get("var"), dict):
         raise invalid(f"{member}: must be an object with a 'var' table")
     io_vars: dict[str, tuple[str, int]] = {}
+    files: list[str] = []
     file_bytes = scratch = 0
     for name, var in doc["var"].items():
         if not isinstance(var, dict) or not isinstance(var.get("type"), str):
@@ -263,10 +265,32 @@ def parse_def(doc: Any, member: str) -> DefSummary:
             io_vars[name] = (kind, _int(var.get("size"), f"{member}: var {name!r} size"))
         elif kind == "file":
             file_bytes += _int(var.get("size", 0), f"{member}: var {name!r} size")
+            if isinstance(var.get("file_name"), str):
+                files.append(_member_path(member, var["file_name"]))
         elif kind == "virtual":
             off = _int(var.get("backing_variable_off", 0), f"{member}: var {name!r} backing_variable_off")
             scratch = max(scratch, off + _int(var.get("size", 0), f"{member}: var {name!r} size"))
-    return DefSummary(member=member, io_vars=io_vars, file_bytes=file_bytes, scratchpad_bytes=scratch)
+    return DefSummary(member=member, io_vars=io_vars, file_bytes=file_bytes, scratchpad_bytes=scratch,
+                      files=tuple(files))
+
+
+def _member_path(def_member: str, file_name: str) -> str:
+    """A def.json file name resolved against the def.json's directory ('..' allowed, leaving the root is not)."""
+    parts = def_member.split("/")[:-1]
+    for part in file_name.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/".join(parts)
+
+
+def check_def_files(summary: DefSummary, members: Mapping[str, object]) -> None:
+    """Every file a def.json names must be in the archive: members that contradict the metadata are a load error."""
+    for path in summary.files:
+        if path not in members:
+            raise invalid(f"NEFF is missing member {path} (a file variable of {summary.member})")
 
 
 def check_def(summary: DefSummary, tensors: Iterable[IoTensor]) -> None:

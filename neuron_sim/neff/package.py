@@ -10,9 +10,11 @@ little-endian, so every 4-byte group of the digest appears byte-reversed (checke
 NEFFs in ../shared/realneffs). neuron_sim writes that form; the reader accepts it and also the plain
 digest bytes (the form the documentation implies). MD5 fills bytes 0..15 and the rest stays zero.
 
-Reading never trusts the archive: the decompressed size is capped (``MAX_ARCHIVE_BYTES``), member
-names must be plain relative paths, links/devices and duplicate names are refused, and any failure
-becomes NeffError(NRT_INVALID) naming the cause.
+Reading never trusts the archive and streams it: the payload is inflated chunk by chunk into one buffer
+whose size is capped (``NEURON_SIM_MAX_NEFF_BYTES``) and stops soon after the tar's end-of-archive marker;
+every tar header checksum must match and the tar must be read to its end (only zero padding after it);
+members are views of that buffer; names must be plain relative paths; links, devices, sparse files and
+duplicate names are refused; any failure becomes NeffError(NRT_INVALID) naming the cause.
 """
 from __future__ import annotations
 
@@ -21,13 +23,20 @@ import hashlib
 import io
 import tarfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+
+import numpy as np
 
 from neuron_sim.neff.errors import invalid, unsupported
 
 GZIP_MAGIC = b"\x1f\x8b"
-MAX_ARCHIVE_BYTES = 1 << 30      # 1 GiB of uncompressed tar: far above any NEFF neuron_sim writes or reads
+DEFAULT_MAX_ARCHIVE_BYTES = 64 << 30   # unpacked tar; NEURON_SIM_MAX_NEFF_BYTES overrides it
+MAX_BYTES_VARIABLE = "NEURON_SIM_MAX_NEFF_BYTES"
+MAX_TRAILING_ZEROS = 1 << 20   # tar record padding after the end-of-archive marker
 MAX_MEMBERS = 100_000
+BLOCK = 512
+READ_STEP = 1 << 20            # bytes of the file read (or hashed) at a time
+INFLATE_STEP = 4 << 20         # bytes inflated at a time
 PKG_VERSIONS = {1: "sha256", 2: "md5"}
 
 
@@ -39,25 +48,37 @@ def hash_algorithm(pkg_version: int) -> str:
         raise unsupported(f"Unsupported NEFF packager: {pkg_version}") from None
 
 
-def _digest(payload: bytes | memoryview, pkg_version: int) -> bytes:
-    algo = hash_algorithm(pkg_version)
-    return hashlib.md5(payload).digest() if algo == "md5" else hashlib.sha256(payload).digest()
+def payload_digest(chunks: Iterable[bytes | memoryview], pkg_version: int) -> bytes:
+    """The plain digest of a payload given as chunks (streamed: nothing is held)."""
+    h = hashlib.md5() if hash_algorithm(pkg_version) == "md5" else hashlib.sha256()
+    for chunk in chunks:
+        h.update(chunk)
+    return h.digest()
 
 
 def _word_swapped(digest: bytes) -> bytes:
     return b"".join(digest[i:i + 4][::-1] for i in range(0, len(digest), 4))
 
 
+def stored_form(digest: bytes) -> bytes:
+    """The 32-byte header hash field as the Neuron compiler writes a digest (word-swapped, zero-padded)."""
+    return _word_swapped(digest).ljust(32, b"\0")
+
+
 def compute_hash(payload: bytes | memoryview, pkg_version: int) -> bytes:
     """The 32-byte header hash field as the Neuron compiler writes it (word-swapped digest, zero-padded)."""
-    return _word_swapped(_digest(payload, pkg_version)).ljust(32, b"\0")
+    return stored_form(payload_digest([payload], pkg_version))
+
+
+def digest_matches(stored: bytes, digest: bytes) -> bool:
+    """True when ``stored`` is ``digest`` in the compiler's word-swapped form or as plain bytes."""
+    stored = bytes(stored).ljust(32, b"\0")[:32]
+    return stored in (stored_form(digest), digest.ljust(32, b"\0"))
 
 
 def hash_matches(stored: bytes, payload: bytes | memoryview, pkg_version: int) -> bool:
     """True when ``stored`` is the payload digest in the compiler's word-swapped form or as plain bytes."""
-    digest = _digest(payload, pkg_version)
-    stored = bytes(stored).ljust(32, b"\0")[:32]
-    return stored in (_word_swapped(digest).ljust(32, b"\0"), digest.ljust(32, b"\0"))
+    return digest_matches(stored, payload_digest([payload], pkg_version))
 
 
 def make_archive(members: Mapping[str, bytes], *, compress: bool = True) -> bytes:
@@ -85,50 +106,218 @@ def _check_member_name(name: str) -> None:
         raise invalid(f"NEFF archive member name {name!r} is not a plain relative path")
 
 
-def _gunzip(payload: bytes, max_bytes: int) -> bytes:
-    dec = zlib.decompressobj(wbits=31)
+_ZERO_BLOCK = bytes(512)
+
+
+def _zero(view: memoryview) -> bool:
+    """True when every byte of ``view`` is zero (no copy)."""
+    if len(view) == BLOCK:
+        return view == _ZERO_BLOCK
+    return not np.frombuffer(view, dtype=np.uint8).any() if len(view) else True
+
+
+def _octal(field: memoryview, where: str) -> int:
+    """A tar number: NUL/space-terminated octal, or GNU base-256 (high bit set, positive only)."""
+    raw = bytes(field)
+    if raw[0] & 0x80:
+        if raw[0] != 0x80:
+            raise invalid(f"NEFF archive is damaged: {where} is a negative base-256 number")
+        return int.from_bytes(raw[1:], "big")
+    text = raw.split(b"\0", 1)[0].strip(b" ")
+    if not text:
+        return 0
     try:
-        out = dec.decompress(payload, max_bytes + 1)
+        return int(text, 8)
+    except ValueError:
+        raise invalid(f"NEFF archive is damaged: {where} {text!r} is not an octal number") from None
+
+
+def _block_end(size: int) -> int:
+    return -(-size // BLOCK) * BLOCK
+
+
+def _header_size(tar: memoryview, pos: int) -> int:
+    """Checked data size of the tar header at ``pos``; NeffError when its checksum does not match."""
+    hdr = tar[pos:pos + BLOCK]
+    stored = _octal(hdr[148:156], f"checksum of the tar header at offset {pos}")
+    raw = bytes(hdr)
+    unsigned = sum(raw) - sum(raw[148:156]) + 8 * 32
+    if stored != unsigned and stored != unsigned - 256 * sum(b >= 128 for b in raw[:148] + raw[156:]):
+        raise invalid(f"NEFF archive is damaged: the tar header at offset {pos} has a bad checksum "
+                      f"(stored {stored}, computed {unsigned}); later members would be lost")
+    return _octal(hdr[124:136], f"size in the tar header at offset {pos}")
+
+
+class _EndFinder:
+    """Follows tar headers while the archive inflates, so inflation stops soon after the tar's end."""
+
+    def __init__(self) -> None:
+        self.pos = 0
+        self.end: int | None = None
+
+    def limit(self, tar: bytearray, max_bytes: int) -> int:
+        """Most bytes the archive may inflate to, given what has been inflated so far."""
+        view = memoryview(tar)
+        try:
+            while self.end is None and self.pos + BLOCK <= len(view):
+                if _zero(view[self.pos:self.pos + BLOCK]):
+                    self.end = self.pos
+                else:
+                    self.pos += BLOCK + _block_end(_header_size(view, self.pos))
+        finally:
+            view.release()
+        return max_bytes if self.end is None else min(max_bytes, self.end + MAX_TRAILING_ZEROS)
+
+
+def _inflate(chunks: Iterable[memoryview], max_bytes: int) -> bytearray:
+    """Gunzip chunk by chunk into one buffer, stopping as soon as the tar inside is longer than allowed."""
+    dec = zlib.decompressobj(wbits=31)
+    out = bytearray()
+    finder = _EndFinder()
+    trailing: list[memoryview] = []
+    limit = max_bytes
+    try:
+        for chunk in chunks:
+            if dec.eof:
+                trailing.append(chunk)
+                continue
+            data: bytes | memoryview = chunk
+            while data and not dec.eof:
+                out += dec.decompress(data, INFLATE_STEP)
+                data = dec.unconsumed_tail
+                if len(out) > INFLATE_STEP:     # small archives are checked once, by parse_tar
+                    limit = finder.limit(out, max_bytes)
+                if len(out) > limit:
+                    raise _too_large(limit, max_bytes)
+            if dec.eof:
+                trailing.append(memoryview(dec.unused_data))
     except zlib.error as exc:
         raise invalid(f"NEFF archive is not a valid gzip stream: {exc}") from None
-    if len(out) > max_bytes or dec.unconsumed_tail:
-        raise invalid(f"NEFF archive expands beyond {max_bytes} bytes; refusing it")
     if not dec.eof:
         raise invalid("NEFF archive is truncated: gzip stream ends early")
+    if not all(_zero(t) for t in trailing):
+        raise invalid("NEFF archive has data after the end of its gzip stream; refusing it")
     return out
 
 
-def read_archive(payload: bytes | memoryview, *, max_bytes: int = MAX_ARCHIVE_BYTES) -> dict[str, bytes]:
-    """Members of a NEFF payload by name (regular files only); NeffError(NRT_INVALID) for anything wrong."""
-    data = bytes(payload)
-    if not data:
+def _too_large(limit: int, max_bytes: int) -> Exception:
+    if limit < max_bytes:
+        return invalid("NEFF archive continues past the end of its tar (more than "
+                       f"{MAX_TRAILING_ZEROS} bytes of padding); refusing it")
+    return invalid(f"NEFF archive expands beyond {max_bytes} bytes, the limit set by {MAX_BYTES_VARIABLE} "
+                   f"(default {DEFAULT_MAX_ARCHIVE_BYTES >> 30} GiB); raise it to load this NEFF")
+
+
+def iter_chunks(view: memoryview, step: int = READ_STEP) -> Iterator[memoryview]:
+    """Slices of ``view`` of at most ``step`` bytes (views, no copies)."""
+    for start in range(0, len(view), step):
+        yield view[start:start + step]
+
+
+def read_archive(payload: bytes | memoryview, *, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
+                 chunks: Iterable[memoryview] | None = None) -> dict[str, memoryview]:
+    """Members of a NEFF payload by name, as read-only views of one unpacked buffer (regular files only).
+
+    ``chunks`` (optional) streams the payload instead of holding it: ``payload`` then only needs its
+    first bytes (to tell gzip from tar). NeffError(NRT_INVALID) names anything wrong.
+    """
+    view = memoryview(payload).cast("B")
+    if not len(view):
         raise invalid("NEFF archive is empty (data_size 0)")
-    tar_bytes = _gunzip(data, max_bytes) if data[:2] == GZIP_MAGIC else data
-    if len(tar_bytes) > max_bytes:
-        raise invalid(f"NEFF archive is larger than {max_bytes} bytes; refusing it")
-    members: dict[str, bytes] = {}
-    try:
-        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
-            for count, info in enumerate(tar):
-                if count >= MAX_MEMBERS:
-                    raise invalid(f"NEFF archive has more than {MAX_MEMBERS} members")
-                if info.isdir():
-                    continue
-                name = info.name[2:] if info.name.startswith("./") else info.name
-                _check_member_name(name)
-                if not info.isreg():
-                    raise invalid(f"NEFF archive member {name!r} is not a regular file (links and devices are refused)")
-                if name in members:
-                    raise invalid(f"NEFF archive member {name!r} appears twice")
-                handle = tar.extractfile(info)
-                content = handle.read() if handle is not None else b""
-                if len(content) != info.size:
-                    raise invalid(f"NEFF archive is truncated inside member {name!r}")
-                members[name] = content
-    except tarfile.TarError as exc:
-        raise invalid(f"NEFF archive is not a valid tar: {exc}") from None
-    except (EOFError, OSError, ValueError, UnicodeError, OverflowError) as exc:
-        raise invalid(f"NEFF archive is damaged: {exc}") from None
+    source = iter_chunks(view) if chunks is None else chunks
+    if bytes(view[:2]) == GZIP_MAGIC:
+        tar = memoryview(_inflate(source, max_bytes)).toreadonly()
+    else:
+        if isinstance(payload, bytes) and chunks is None:
+            tar = view
+        else:
+            buf = bytearray()
+            for chunk in source:
+                buf += chunk
+                if len(buf) > max_bytes:
+                    raise _too_large(max_bytes, max_bytes)
+            tar = memoryview(buf).toreadonly()
+        if len(tar) > max_bytes:
+            raise _too_large(max_bytes, max_bytes)
+    return parse_tar(tar)
+
+
+def _cstr(field: memoryview) -> str:
+    return bytes(field).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _pax_records(data: memoryview, pos: int) -> dict[str, str]:
+    """``path`` and ``size`` (the keys neuron_sim honours) of a pax extended header."""
+    out: dict[str, str] = {}
+    text = bytes(data)
+    i = 0
+    while i < len(text) and text[i] != 0:
+        space = text.find(b" ", i)
+        try:
+            length = int(text[i:space])
+            key, _, value = text[space + 1:i + length - 1].partition(b"=")
+        except ValueError:
+            raise invalid(f"NEFF archive is damaged: bad pax record in the header at offset {pos}") from None
+        if length <= 0 or text[i + length - 1:i + length] != b"\n":
+            raise invalid(f"NEFF archive is damaged: bad pax record in the header at offset {pos}")
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        i += length
+    return out
+
+
+def parse_tar(tar: memoryview) -> dict[str, memoryview]:
+    """Every regular member of a tar held in memory, as views; the tar must be read to its end-of-archive
+    marker with nothing but zeros after it, and every header checksum must match."""
+    members: dict[str, memoryview] = {}
+    pos, n = 0, len(tar)
+    long_name: str | None = None
+    pax: dict[str, str] = {}
+    while True:
+        if pos + BLOCK > n:
+            raise invalid(f"NEFF archive is truncated: no end-of-archive marker after offset {pos}")
+        if _zero(tar[pos:pos + BLOCK]):
+            if not _zero(tar[pos:]):
+                raise invalid(f"NEFF archive is damaged: data follows the end-of-archive marker at offset {pos}; "
+                              "the archive was not read to its end")
+            break
+        size = _header_size(tar, pos)
+        hdr = tar[pos:pos + BLOCK]
+        kind = bytes(hdr[156:157])
+        if "size" in pax:
+            try:
+                size = int(pax["size"])
+            except ValueError:
+                raise invalid(f"NEFF archive is damaged: pax size {pax['size']!r} at offset {pos}") from None
+        start, end = pos + BLOCK, pos + BLOCK + size
+        if end > n:
+            raise invalid(f"NEFF archive is truncated inside the member at offset {pos}")
+        data = tar[start:end]
+        pos = start + _block_end(size)
+        if kind == b"L":
+            long_name = _cstr(data)
+            continue
+        if kind == b"x":
+            pax = _pax_records(data, pos)
+            continue
+        if kind == b"g":
+            continue
+        name = _cstr(hdr[0:100])
+        if bytes(hdr[257:262]) == b"ustar" and hdr[345] != 0:
+            name = _cstr(hdr[345:500]) + "/" + name
+        name = pax.get("path", long_name if long_name is not None else name)
+        long_name, pax = None, {}
+        name = name[2:] if name.startswith("./") else name
+        if kind == b"5":
+            continue
+        _check_member_name(name.rstrip("/"))
+        if kind not in (b"0", b"\0", b"7"):
+            raise invalid(f"NEFF archive member {name!r} is not a regular file (type {kind!r}: links, devices "
+                          "and sparse files are refused)")
+        if name in members:
+            raise invalid(f"NEFF archive member {name!r} appears twice")
+        if len(members) >= MAX_MEMBERS:
+            raise invalid(f"NEFF archive has more than {MAX_MEMBERS} members")
+        members[name] = data
     if not members:
         raise invalid("NEFF archive holds no files")
     return members

@@ -9,22 +9,25 @@ Decisions where the spec is silent:
 - num_tpb 0 and lnc_size other than 0/1/2 are NRT_INVALID; lnc_size 0 means 1.
 - Feature bit 63 is tolerated (older runtimes advertised it as supported); bits outside
   ``supported_features`` below bit 63 reject the NEFF as "compiled by a newer version".
-- Hash (only with ``validate_hash``): the compiler's word-swapped digest and the plain digest both pass.
-  Any mismatch raises "MD5 mismatch!"/"SHA256 mismatch!" (NRT_INVALID), for neuron_sim NEFFs and
-  compiler-made ones alike: both real NEFFs verify with the word-swapped MD5.
+- Hash (only with ``validate_hash``): checked over the packed payload BEFORE anything is inflated. The
+  compiler's word-swapped digest and the plain digest both pass. Any mismatch raises "MD5 mismatch!"/
+  "SHA256 mismatch!" (NRT_INVALID), for neuron_sim NEFFs and compiler-made ones alike.
+- Loading streams: a file is read in 1 MiB chunks (hashed in a first pass, inflated in a second), bytes
+  given to ``read_neff`` are never copied, weights are read-only views of the one unpacked buffer, and
+  ``.npy`` headers are parsed by a strict pattern (no eval). Peak memory is about the unpacked archive.
+- Every "file" variable a def.json names must be a member of the archive (a NEFF whose members contradict
+  its metadata is a load error, e.g. a neuron_sim NEFF that lost its weights).
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.lib.format as npy_format
 
 from neuron_sim.compute.graph import Graph
 from neuron_sim.dtypes import dtype_name, numpy_dtype
@@ -32,7 +35,9 @@ from neuron_sim.neff import metadata as md
 from neuron_sim.neff.errors import NeffError, invalid, unsupported
 from neuron_sim.neff.header import HEADER_SIZE, NeffHeader
 from neuron_sim.neff.metadata import IoTensor
-from neuron_sim.neff.package import hash_algorithm, hash_matches, compute_hash, read_archive
+from neuron_sim.neff.package import (DEFAULT_MAX_ARCHIVE_BYTES, READ_STEP, digest_matches, hash_algorithm,
+                                     iter_chunks, payload_digest, read_archive, stored_form)
+from neuron_sim.regular_files import open_regular
 
 SUPPORTED_FEATURE_BITS = (1 << 27) - 1      # bits 0-26 known to this runtime
 TOLERATED_FEATURE_BITS = 1 << 63            # never reported as "newer compiler"
@@ -73,12 +78,11 @@ class Neff:
         return self.graph is None
 
 
-def _check_container(data: bytes) -> tuple[NeffHeader, memoryview]:
-    """Header checks in libnrt order; returns the header and the payload view."""
-    size = len(data)
+def _check_container(head: bytes | memoryview, size: int) -> NeffHeader:
+    """Header checks in libnrt order on the first bytes of a NEFF of ``size`` bytes."""
     if size < HEADER_SIZE:
         raise invalid(f"Invalid NEFF data size: file is {size} bytes, shorter than the {HEADER_SIZE}-byte header")
-    header = NeffHeader.unpack(data)
+    header = NeffHeader.unpack(head)
     if not HEADER_SIZE <= header.header_size < size:
         raise invalid(f"Invalid NEFF header size: header_size {header.header_size}, file size {size} "
                       f"(must be at least {HEADER_SIZE} and below the file size)")
@@ -86,7 +90,7 @@ def _check_container(data: bytes) -> tuple[NeffHeader, memoryview]:
         raise invalid(f"Invalid NEFF data size: data_size {header.data_size} exceeds the "
                       f"{size - header.header_size} bytes after the header")
     hash_algorithm(header.pkg_version)
-    return header, memoryview(data)[header.header_size:header.header_size + header.data_size]
+    return header
 
 
 def _check_versions(header: NeffHeader, supported_features: int) -> None:
@@ -104,29 +108,54 @@ def _check_versions(header: NeffHeader, supported_features: int) -> None:
         raise invalid(f"Invalid NEFF: lnc_size {header.lnc_size} is not supported; accepted: 1 or 2 (0 means 1)")
 
 
-def _mismatch(header: NeffHeader, payload: memoryview) -> NeffError:
+def _mismatch(header: NeffHeader, digest: bytes) -> NeffError:
     algo = "MD5" if hash_algorithm(header.pkg_version) == "md5" else "SHA256"
     return invalid(f"{algo} mismatch! NEFF header hash {header.hash.hex()} does not match the payload "
-                   f"(computed {compute_hash(payload, header.pkg_version).hex()})")
+                   f"(computed {stored_form(digest).hex()})")
 
 
-def _load_npy(raw: bytes, member: str, expected: tuple | None) -> np.ndarray:
-    """A .npy member without pickles and without trusting its header: the data length must match the shape."""
-    fp = io.BytesIO(raw)
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_VALUE = r"(?:'[^'\\]*'|True|False|\((?:\s*\d+\s*,)*(?:\s*\d+\s*)?\))"
+_NPY_DICT = re.compile(r"\{(?:\s*'(?:descr|fortran_order|shape)'\s*:\s*" + _NPY_VALUE + r"\s*,)*"
+                       r"(?:\s*'(?:descr|fortran_order|shape)'\s*:\s*" + _NPY_VALUE + r"\s*)?\s*\}\s*")
+_NPY_ITEM = re.compile(r"'(descr|fortran_order|shape)'\s*:\s*(" + _NPY_VALUE + ")")
+
+
+def _npy_header(raw: memoryview, member: str) -> tuple[np.dtype, bool, tuple[int, ...], int]:
+    """(dtype, fortran order, shape, data offset) of a .npy member, parsed by pattern (never evaluated)."""
+    if bytes(raw[:6]) != _NPY_MAGIC or len(raw) < 10:
+        raise ValueError("it does not start with the .npy magic")
+    major = raw[6]
+    if major == 1:
+        hlen, start = int.from_bytes(raw[8:10], "little"), 10
+    elif major in (2, 3):
+        hlen, start = int.from_bytes(raw[8:12], "little"), 12
+    else:
+        raise ValueError(f"npy format version {major} is not supported (1, 2 or 3)")
+    if start + hlen > len(raw):
+        raise ValueError("its header is longer than the member")
+    text = bytes(raw[start:start + hlen]).decode("utf-8" if major == 3 else "latin1")
+    if not _NPY_DICT.fullmatch(text):
+        raise ValueError(f"header {text.strip()!r} is not a plain {{'descr', 'fortran_order', 'shape'}} dict")
+    items = dict(_NPY_ITEM.findall(text))
+    if set(items) != {"descr", "fortran_order", "shape"}:
+        raise ValueError(f"header {text.strip()!r} needs exactly the keys descr, fortran_order and shape")
+    if not items["descr"].startswith("'"):
+        raise ValueError(f"descr {items['descr']} must be a dtype string")
+    dtype = np.dtype(items["descr"][1:-1])
+    shape = tuple(int(d) for d in re.findall(r"\d+", items["shape"]))
+    return dtype, items["fortran_order"] == "True", shape, start + hlen
+
+
+def _load_npy(raw: memoryview, member: str, expected: tuple | None) -> np.ndarray:
+    """A .npy member as a read-only view, without pickles and without trusting its header."""
     try:
-        major, _ = npy_format.read_magic(fp)
-        if major == 1:
-            shape, fortran, dtype = npy_format.read_array_header_1_0(fp)
-        elif major == 2:
-            shape, fortran, dtype = npy_format.read_array_header_2_0(fp)
-        else:
-            raise ValueError(f"npy format version {major} is not supported (1 or 2)")
-    except (ValueError, TypeError, SyntaxError, OverflowError, MemoryError) as exc:
+        dtype, fortran, shape, offset = _npy_header(raw, member)
+    except (ValueError, TypeError, UnicodeError, OverflowError) as exc:
         raise invalid(f"NEFF member {member} is not a valid .npy file: {exc}") from None
-    if dtype.hasobject:
-        raise invalid(f"NEFF member {member} holds Python objects; only numeric arrays are accepted")
+    if dtype.hasobject or dtype.fields:
+        raise invalid(f"NEFF member {member} holds Python objects or records; only numeric arrays are accepted")
     count = math.prod(shape)
-    offset = fp.tell()
     if len(raw) - offset != count * dtype.itemsize:
         raise invalid(f"NEFF member {member} holds {len(raw) - offset} data bytes but its header declares "
                       f"{count * dtype.itemsize} ({dtype} {list(shape)})")
@@ -141,12 +170,12 @@ def _load_npy(raw: bytes, member: str, expected: tuple | None) -> np.ndarray:
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
-def _load_sim(members: Mapping[str, bytes], header: NeffHeader, inputs: tuple[IoTensor, ...],
+def _load_sim(members: Mapping[str, memoryview], header: NeffHeader, inputs: tuple[IoTensor, ...],
               outputs: tuple[IoTensor, ...], consts: Mapping[str, tuple]) -> tuple[Graph, dict[str, np.ndarray]]:
     if GRAPH_MEMBER not in members:
         raise invalid(f"NEFF is missing member {GRAPH_MEMBER} (it has other sim/ members)")
     try:
-        graph = Graph.from_json(members[GRAPH_MEMBER])
+        graph = Graph.from_json(bytes(members[GRAPH_MEMBER]))
     except (ValueError, RecursionError) as exc:
         raise invalid(f"NEFF member {GRAPH_MEMBER}: {exc}") from None
     for usage, declared, listed in (("input", graph.inputs, inputs), ("output", graph.outputs, outputs)):
@@ -171,12 +200,24 @@ def _load_sim(members: Mapping[str, bytes], header: NeffHeader, inputs: tuple[Io
 
 
 def read_neff(data: bytes | bytearray | memoryview, *, validate_hash: bool = False,
-              supported_features: int = SUPPORTED_FEATURE_BITS) -> Neff:
-    """Parse and validate NEFF bytes; NeffError (NRT_INVALID / NRT_UNSUPPORTED_NEFF_VERSION) names any problem."""
+              supported_features: int = SUPPORTED_FEATURE_BITS, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES) -> Neff:
+    """Parse and validate NEFF bytes (never copied); NeffError (NRT_INVALID / NRT_UNSUPPORTED_NEFF_VERSION)
+    names any problem. ``max_bytes`` caps the unpacked archive."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"read_neff takes bytes, bytearray or memoryview, got {type(data).__name__}")
+
+    def source() -> tuple[NeffHeader, int, Callable[[], Iterable[memoryview]], bytes]:
+        view = memoryview(data).cast("B")
+        header = _check_container(view[:HEADER_SIZE], len(view))
+        payload = view[header.header_size:header.header_size + header.data_size]
+        return header, len(view), lambda: iter_chunks(payload), bytes(payload[:2])
+
+    return _guarded(source, validate_hash, supported_features, max_bytes)
+
+
+def _guarded(source, validate_hash: bool, supported_features: int, max_bytes: int) -> Neff:
     try:
-        return _read(bytes(data), validate_hash, supported_features)
+        return _read(*source(), validate_hash, supported_features, max_bytes)
     except NeffError:
         raise
     except RecursionError:
@@ -187,23 +228,19 @@ def read_neff(data: bytes | bytearray | memoryview, *, validate_hash: bool = Fal
         raise invalid(f"NEFF is malformed: {type(exc).__name__}: {exc}") from None
 
 
-def _read(data: bytes, validate_hash: bool, supported_features: int) -> Neff:
-    header, payload = _check_container(data)
+def _read(header: NeffHeader, file_size: int, chunks: Callable[[], Iterable[memoryview]], head: bytes,
+          validate_hash: bool, supported_features: int, max_bytes: int) -> Neff:
     _check_versions(header, supported_features)
-    matches = hash_matches(header.hash, payload, header.pkg_version) if validate_hash else True
-    try:
-        members = read_archive(payload)
-    except NeffError:
-        if not matches:
-            raise _mismatch(header, payload) from None
-        raise
-    ours = any(n.startswith("sim/") for n in members)
-    if not validate_hash:
-        hash_status = "unchecked"
-    elif matches:
+    hash_status = "unchecked"
+    if validate_hash:               # before inflating anything: a bad payload costs one streamed pass
+        digest = payload_digest(chunks(), header.pkg_version)
+        if not digest_matches(header.hash, digest):
+            raise _mismatch(header, digest)
         hash_status = "ok"
-    else:
-        raise _mismatch(header, payload)
+    if not head:
+        raise invalid("NEFF archive is empty (data_size 0)")
+    members = read_archive(head, max_bytes=max_bytes, chunks=chunks())
+    ours = any(n.startswith("sim/") for n in members)
 
     neff_doc = md.load_json(members, "neff.json")
     inputs, outputs = md.parse_io(neff_doc)
@@ -218,6 +255,7 @@ def _read(data: bytes, validate_hash: bool, supported_features: int) -> Neff:
     consts: dict[str, tuple] = {}
     for summary in defs:
         md.check_def(summary, inputs + outputs)
+        md.check_def_files(summary, members)
         tmap = summary.member.rsplit("/", 1)[0] + "/tensor_map.json" if "/" in summary.member else "tensor_map.json"
         if tmap in members:
             consts.update(md.check_tensor_map(md.load_json(members, tmap), tmap, inputs + outputs))
@@ -239,25 +277,46 @@ def _read(data: bytes, validate_hash: bool, supported_features: int) -> Neff:
         architecture=archs.pop(), num_cores=header.num_tpb, lnc_size=header.lnc_size or 1,
         inputs=inputs, outputs=outputs, graph=graph, weights=types.MappingProxyType(weights),
         constants_bytes=constants, code_bytes=code, scratchpad_bytes=scratch, hash_status=hash_status,
-        members=tuple(sorted(members)), file_size=len(data),
+        members=tuple(sorted(members)), file_size=file_size,
     )
 
 
 def read_neff_file(path: str | os.PathLike, **kw) -> Neff:
-    """``read_neff`` on a file's bytes; an unreadable file is NeffError(NRT_INVALID) naming the path."""
+    """``read_neff`` streamed from a regular file (read in chunks, never whole); an unreadable file or one
+    that is not a regular file is NeffError(NRT_INVALID) naming the path."""
+    name = os.fspath(path)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fd = open_regular(path, "a NEFF")
     except OSError as exc:
-        raise invalid(f"Failed to read NEFF file {os.fspath(path)}: {exc.strerror or exc}") from None
-    return read_neff(data, **kw)
+        raise invalid(f"Failed to read NEFF file {name}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        size = os.fstat(fd).st_size
+
+        def source() -> tuple[NeffHeader, int, Callable[[], Iterable[memoryview]], bytes]:
+            header = _check_container(os.pread(fd, HEADER_SIZE, 0), size)
+            start, length = header.header_size, header.data_size
+
+            def chunks() -> Iterable[memoryview]:
+                fh.seek(start)
+                left = length
+                while left:
+                    chunk = fh.read(min(READ_STEP, left))
+                    if not chunk:
+                        raise invalid(f"NEFF file {name} shrank while it was read")
+                    left -= len(chunk)
+                    yield memoryview(chunk)
+            return header, size, chunks, os.pread(fd, min(2, length), start)
+
+        return _guarded(source, kw.pop("validate_hash", False), kw.pop("supported_features", SUPPORTED_FEATURE_BITS),
+                        kw.pop("max_bytes", DEFAULT_MAX_ARCHIVE_BYTES))
 
 
 def hash_fields(data: bytes | bytearray | memoryview) -> tuple[str, bytes, bytes, bool]:
     """(algorithm, stored hash, computed hash in the compiler's form, matches) for NEFF bytes."""
-    header, payload = _check_container(bytes(data))
-    algo = hash_algorithm(header.pkg_version)
-    return algo, header.hash, compute_hash(payload, header.pkg_version), hash_matches(header.hash, payload, header.pkg_version)
+    view = memoryview(data).cast("B")
+    header = _check_container(view[:HEADER_SIZE], len(view))
+    digest = payload_digest([view[header.header_size:header.header_size + header.data_size]], header.pkg_version)
+    return hash_algorithm(header.pkg_version), header.hash, stored_form(digest), digest_matches(header.hash, digest)
 
 
 def verify_hash(data: bytes | bytearray | memoryview) -> bool:

@@ -176,7 +176,7 @@ def run(rt: Runtime, model: Model, arrays: Mapping[str, Any]) -> tuple[NrtStatus
 
 
 def submit(rt: Runtime, model: Model, arrays: Mapping[str, Any],
-           on_done: Callable[[int, dict[str, np.ndarray]], Any]) -> None:
+           on_done: Callable[[int, dict[str, np.ndarray]], Any], block: bool = False) -> None:
     """Enqueue one async execution on numpy inputs; ``on_done(status, outputs)`` runs when it completes."""
     check_model(rt, model, _FN)
     queue = rt.async_queue
@@ -192,7 +192,7 @@ def submit(rt: Runtime, model: Model, arrays: Mapping[str, Any],
 
     try:
         _bind(model, arrays, pair[0])
-        queue.submit(model, *pair, on_done=done)
+        queue.submit(model, *pair, on_done=done, block=block)
     except BaseException:
         _free_pair(rt, pair)
         raise

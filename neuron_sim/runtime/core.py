@@ -22,7 +22,7 @@ from neuron_sim.nrtlog import fail
 from neuron_sim.hardware.model import LogicalCore, Machine
 from neuron_sim.hardware.select import select_machine
 from neuron_sim.runtime import faults, trace
-from neuron_sim.runtime.clock import make_clock
+from neuron_sim.runtime.clock import Timeline, make_clock
 from neuron_sim.runtime.memory import DeviceMemory, OutOfDeviceMemory
 from neuron_sim.runtime.reservation import CoresUnavailable, Reservation, default_state_dir, reserve
 from neuron_sim.runtime.tensors import FILL_BYTES, Placement, Storage, Tensor
@@ -33,15 +33,15 @@ TENSOR_SIZE_LIMIT = 4 << 30      # nrt_tensor_allocate does not support 4 GB or 
 
 
 class CoreState:
-    """Per logical core of this process: execution lock, simulated busy-until time, counters."""
+    """Per logical core of this process: execution lock, simulated timeline, counters."""
 
-    __slots__ = ("core", "vnc", "lock", "busy_until", "models", "scratchpad", "stats")
+    __slots__ = ("core", "vnc", "lock", "timeline", "models", "scratchpad", "stats")
 
     def __init__(self, core: LogicalCore, vnc: int) -> None:
         self.core = core
         self.vnc = vnc
         self.lock = threading.Lock()
-        self.busy_until = 0.0
+        self.timeline = Timeline(f"nc{vnc}")   # the core's own simulated time (see runtime.clock)
         self.models = 0                  # models placed here (for least-used placement)
         self.scratchpad = None           # Allocation of the shared scratchpad
         self.stats = {"completed": 0, "completed_with_num_err": 0, "timed_out": 0, "incorrect_input": 0,
@@ -238,11 +238,16 @@ class Runtime:
                            f"Tensor '{t.name}' completion counter {t.completions} did not reach {expected}")
 
     def wait_idle(self, t: Tensor) -> None:
-        """Block while a pending async request uses the tensor (no stale reads, no torn writes)."""
+        """Block while a pending async request uses the tensor (no stale reads, no torn writes).
+
+        The calling thread also waits in simulated time until the last request using the tensor ends.
+        """
         if t.pending:
             with self.tensor_cv:
                 while t.pending:
                     self.tensor_cv.wait()
+        if t.ready_at:
+            self.clock.wait_until(t.ready_at)
 
     # ---- memory ------------------------------------------------------------------------------------
     def log_oom(self, exc: OutOfDeviceMemory) -> None:

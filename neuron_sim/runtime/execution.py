@@ -1,9 +1,10 @@
 """nrt_execute: argument checks, one execution at a time per core, simulated duration, timeout, NaN status.
 
-Split in two so the async queue reuses it: ``prepare`` checks the tensor sets and binds numpy views
-(on the caller's thread), ``run`` computes and accounts simulated time (on whichever thread runs it).
+Split so the async queue reuses it: ``prepare`` checks the tensor sets and binds numpy views (on the
+caller's thread), ``schedule`` books the request's slot on its cores' timelines at the calling thread's
+simulated time, ``run`` computes and waits for the slot's end (on whichever thread runs it).
 
-State owned here: ``CoreState.lock``, ``busy_until`` and ``stats`` (the per-core execution timeline).
+State owned here: ``CoreState.lock``, ``timeline`` and ``stats`` (each core's executions).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from neuron_sim import nrtlog
 from neuron_sim.compute.ops import OutOfBoundsAccess
 from neuron_sim.nrtlog import fail
 from neuron_sim.runtime import faults, trace
+from neuron_sim.runtime.clock import reserve_all
 from neuron_sim.runtime.core import Runtime
 from neuron_sim.runtime.models import Binding, Model, check_model, opaque_outputs
 from neuron_sim.runtime.tensors import Placement, Tensor, TensorSet
@@ -32,7 +34,10 @@ class Prepared:
     out_tensors: list[Tensor]
     inputs: dict[str, np.ndarray]
     outputs: dict[str, np.ndarray]
-    submitted: float      # simulated time of the call: the device may start it from then on
+    submitted: float = 0.0    # the calling thread's simulated time when the slot was booked
+    start: float = 0.0        # simulated slot on the cores' timelines (what a trace reads)
+    end: float = 0.0
+    timed_out: bool = False   # the slot ends at the timeout, the execution fails with NRT_TIMEOUT
 
 
 def _bind(rt: Runtime, model: Model, bindings: tuple[Binding, ...], tset: TensorSet, kind: str,
@@ -71,30 +76,41 @@ def prepare(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) ->
     out_v: dict[str, np.ndarray] = {}
     _bind(rt, model, model.inputs, inputs, "input", in_t, in_v)
     _bind(rt, model, model.outputs, outputs, "output", out_t, out_v)
-    return Prepared(model, in_t, out_t, in_v, out_v, rt.clock.now())
+    return Prepared(model, in_t, out_t, in_v, out_v)
 
 
-def run(rt: Runtime, req: Prepared) -> NrtStatus:
-    """Execute a prepared request on its cores; returns SUCCESS or EXEC_COMPLETED_WITH_NUM_ERR, raises on error."""
+def schedule(rt: Runtime, req: Prepared) -> None:
+    """Book the request's slot on its cores' timelines, from the calling thread's simulated time."""
+    model = req.model
+    duration = model.duration_s
+    timeout = rt.config.exec_timeout_s
+    timed_out = req.timed_out = timeout > 0 and duration > timeout
+    req.submitted = rt.clock.thread_now()
+    req.start, req.end = reserve_all(model.timelines, req.submitted, timeout if timed_out else duration)
+
+
+def run(rt: Runtime, req: Prepared, accepted: bool = False) -> NrtStatus:
+    """Execute a prepared request on its cores; returns SUCCESS or EXEC_COMPLETED_WITH_NUM_ERR, raises on error.
+
+    ``accepted``: an async request already scheduled at submit (unload waits for it); otherwise the
+    request is refused if its model was unloaded and is scheduled now.
+    """
     model = req.model
     cores = model.cores
     if faults.active is not None: faults.active.hit("execute", cores, model.neff)  # noqa: E701
     for cs in cores:
         cs.lock.acquire()
     try:
-        clock = rt.clock
-        # the device timeline starts the request when it was submitted or when its cores free up,
-        # whichever is later — not when a host thread got round to it
-        start = max([req.submitted] + [cs.busy_until for cs in cores])
-        duration = model.duration_s
-        timeout = rt.config.exec_timeout_s
-        if timeout > 0 and duration > timeout:
-            end = start + timeout
-            clock.wait_until(end)
-            for cs in cores:
-                cs.busy_until = end
-            cores[0].stats["timed_out"] += 1
-            raise _timeout(model, timeout)
+        if not accepted:
+            if model.unloaded:      # checked under the core locks: unload waits for executions holding them
+                raise fail(NrtStatus.INVALID_HANDLE, "NRT", "nrt_execute",
+                           f"Model {model.id} ({model.name}) was unloaded")
+            schedule(rt, req)
+        stats = cores[0].stats
+        if req.timed_out:
+            rt.clock.wait_until(req.end)
+            stats["timed_out"] += 1
+            raise _timeout(model, rt.config.exec_timeout_s)
         sentinel = False
         if model.compiled is not None:
             try:
@@ -103,13 +119,11 @@ def run(rt: Runtime, req: Prepared) -> NrtStatus:
                 raise _out_of_bounds(model, exc) from None
         else:
             sentinel = opaque_outputs(model, req.inputs, req.outputs)
-        end = start + duration
-        clock.wait_until(end)
+        rt.clock.wait_until(req.end)
+        duration = req.end - req.start
         for cs in cores:
-            cs.busy_until = end
             cs.stats["device_time_s"] += duration
-        stats = cores[0].stats
-        rt.latency_samples.append((end - req.submitted, duration))   # published by runtime.publish
+        rt.latency_samples.append((req.end - req.submitted, duration))   # published by runtime.publish
     finally:
         for cs in reversed(cores):
             cs.lock.release()
@@ -139,12 +153,13 @@ def execute_repeat(rt: Runtime, model: Model, inputs: TensorSet, outputs: Tensor
         raise _invalid(rt, check_model(rt, model, "nrt_execute_repeat"),
                        f"Invalid repeat count {repeat!r}: expected an integer >= 1")
     req = prepare(rt, model, inputs, outputs)
-    status = run(rt, req)
+    runner = run if trace.recorder is None else trace.recorder.runner(run)
+    status = runner(rt, req)
     pairs = [(i, o) for i, o in zip(model.inputs, model.outputs) if i.size == o.size]
     for _ in range(repeat - 1):
         for i, o in pairs:
             np.copyto(req.inputs[i.name].view(np.uint8), req.outputs[o.name].view(np.uint8))
-        status = run(rt, req)
+        status = runner(rt, req)
     return status
 
 

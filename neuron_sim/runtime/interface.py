@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import json
+from concurrent.futures import Future
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -577,12 +578,20 @@ def submit(model: Any, inputs: Any, outputs: Any, on_done: Callable[[int], Any] 
 
 
 def submit_arrays(model: Any, inputs: Mapping[str, Any],
-                  on_done: Callable[[int, dict[str, np.ndarray]], Any]) -> None:
-    """Enqueue one async execution on numpy inputs; ``on_done(status, outputs)`` runs when it completes."""
+                  on_done: Callable[[int, dict[str, np.ndarray]], Any], block: bool = False) -> None:
+    """Enqueue one async execution on numpy inputs; ``on_done(status, outputs)`` runs when it completes.
+
+    ``block``: when the core's queue is full, wait (in simulated time) for the oldest request to end
+    instead of NRT_QUEUE_FULL."""
     rt = _live("nrt_execute")
     if not isinstance(inputs, Mapping):
         raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"inputs must map input names to arrays, got {inputs!r}")
-    arrays.submit(rt, model, inputs, on_done)
+    arrays.submit(rt, model, inputs, on_done, block)
+
+
+def completion_future() -> Future:
+    """A Future whose ``result()`` also waits in simulated time for its request's end (set ``.end``)."""
+    return async_exec.Completion(_live("nrt_execute").clock)
 
 
 def async_enabled() -> bool:

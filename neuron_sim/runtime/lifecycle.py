@@ -43,12 +43,17 @@ def init(environ: Mapping[str, str] | None = None) -> Runtime:
 
 
 def close(only: Runtime | None = None) -> None:
-    """nrt_close: release everything; does nothing when not initialised (or when ``only`` is not the live one)."""
+    """nrt_close: release everything; does nothing when not initialised (or when ``only`` is not the live one).
+
+    From an async execution callback it is NRT_FAILURE (logged): it would wait for that callback's request.
+    """
     global _runtime, _ever_closed
     with _lock:
         rt = _runtime
         if rt is None or (only is not None and rt is not only):
             return
+        if rt.async_queue is not None:
+            rt.async_queue.refuse_in_callback("nrt_close")
         _runtime = None
         _ever_closed = True
     if rt.async_queue is not None:

@@ -65,8 +65,9 @@ class Model:
     duration_s: float
     allocations: list[Allocation] = field(default_factory=list)
     shared_entries: list = field(default_factory=list)
-    unloaded: bool = False
+    unloaded: bool = False        # set once, under rt.lock, by the one unload that wins
     warned_sentinel: bool = False
+    timelines: tuple = ()         # the simulated timelines of its cores (runtime.clock.Timeline)
 
     @property
     def name(self) -> str:
@@ -117,7 +118,7 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
     if isinstance(data, np.ndarray):
         data = memoryview(data)
     try:
-        neff = read_neff(data, validate_hash=rt.config.validate_hash)
+        neff = read_neff(data, validate_hash=rt.config.validate_hash, max_bytes=rt.config.max_neff_bytes)
     except NeffError as exc:
         nrtlog.error("NEFF", "neff_parse", exc.message)
         raise _load_failed(exc.status, exc.message, source or "<buffer>") from None
@@ -132,11 +133,12 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
         model_id = next(tab.ids)
         rt.memory.neff_names[model_id] = neff.name
         model = Model(model_id, neff, start, cores, _bindings(neff.inputs), _bindings(neff.outputs),
-                      compiled, 0.0)
+                      compiled, 0.0, timelines=tuple(cs.timeline for cs in cores))
         try:
             _account(rt, model)
         except OutOfDeviceMemory as exc:
             _release_memory(rt, model)
+            rt.memory.neff_names.pop(model_id, None)
             rt.log_oom(exc)
             raise _load_failed(NrtStatus.RESOURCE, exc.message, neff.name) from None
         for cs in cores:
@@ -150,20 +152,32 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
 
 
 def unload(rt: Runtime, model: Model) -> None:
-    """Free every byte the model took; a second unload of the same handle is NRT_INVALID_HANDLE."""
-    if model.unloaded:
-        raise fail(NrtStatus.INVALID_HANDLE, "NRT", "nrt_unload", f"Model {model.id} was already unloaded")
-    if rt.async_queue is not None:
-        rt.async_queue.drain_model(model)
+    """Free every byte the model took; a second unload of the same handle is NRT_INVALID_HANDLE.
+
+    Waits for the model's executions in flight: synchronous ones (they hold its cores' locks) and queued
+    async ones. From an async callback it cannot wait for its own queue: the model is unloaded at once for
+    every caller and its memory is returned after its last queued request (see async_exec).
+    """
     with rt.lock:
-        for cs in model.cores:
-            with cs.lock:
-                pass  # wait for a running execution on these cores to finish
-        model.unloaded = True
+        if model.unloaded:
+            raise fail(NrtStatus.INVALID_HANDLE, "NRT", "nrt_unload", f"Model {model.id} was already unloaded")
+        model.unloaded = True     # from here on executes and submits of this model are NRT_INVALID_HANDLE
+    q = rt.async_queue
+    if q is not None and q.release_after_requests(model, lambda: _release_model(rt, model)):
+        return
+    _release_model(rt, model)
+
+
+def _release_model(rt: Runtime, model: Model) -> None:
+    for cs in model.cores:
+        with cs.lock:
+            pass  # an execution that started before the unload finishes first
+    with rt.lock:
         table(rt).by_id.pop(model.id, None)
         for cs in model.cores:
             cs.models -= 1
         _release_memory(rt, model)
+        rt.memory.neff_names.pop(model.id, None)
         _update_durations(rt, model)
         if model.neff.scratchpad_bytes:
             for cs in model.cores:
@@ -172,8 +186,13 @@ def unload(rt: Runtime, model: Model) -> None:
 
 
 def unload_all(rt: Runtime) -> None:
+    """Unload every model no other thread is unloading (nrt_close, after the async queues drained)."""
     for model in loaded(rt):
-        unload(rt, model)
+        with rt.lock:
+            if model.unloaded:
+                continue
+            model.unloaded = True
+        _release_model(rt, model)
 
 
 def check_model(rt: Runtime, model: object, function: str) -> Model:
@@ -332,8 +351,11 @@ def _update_durations(rt: Runtime, changed: Model) -> None:
 
 
 def _duration(rt: Runtime, m: Model, hbm_sharers: int) -> float:
-    """Simulated seconds of one execution, cached per NEFF, core count and number of weight sharers."""
-    key = (m.neff.uuid, m.neff.name, len(m.cores), hbm_sharers)
+    """Simulated seconds of one execution, cached per NEFF content, core count and number of weight sharers
+    (uuid and name alone do not identify a NEFF: two builds may share them and differ in duration)."""
+    n = m.neff
+    key = (n.uuid, n.name, n.header.hash, n.header.data_size, n.code_bytes, n.constants_bytes,
+           n.graph.declared.duration_s if n.graph is not None else None, len(m.cores), hbm_sharers)
     cache = table(rt).duration_cache
     cached = cache.get(key)
     if cached is None:
@@ -355,10 +377,10 @@ def opaque_outputs(model: Model, inputs: dict[str, np.ndarray], outputs: dict[st
     if ref is None:
         if not model.warned_sentinel:
             model.warned_sentinel = True
-            nrtlog.warn("NRT", "nrt_execute",
-                        f"NEFF {model.name} (uuid {model.neff.uuid}) was made by the Neuron compiler and its "
-                        "instructions cannot be run by neuron_sim; outputs are filled with 0xAB bytes. Register a "
-                        "numpy reference with neuron_sim.register_reference(name_or_uuid, fn)")
+            nrtlog.notice("NRT", "nrt_execute",
+                          f"NEFF {model.name} (uuid {model.neff.uuid}) was made by the Neuron compiler and its "
+                          "instructions cannot be run by neuron_sim; outputs are filled with 0xAB bytes. Register a "
+                          "numpy reference with neuron_sim.register_reference(name_or_uuid, fn)")
         for arr in outputs.values():
             arr.view(np.uint8).fill(SENTINEL_BYTE)
         return True

@@ -8,6 +8,8 @@ from __future__ import annotations
 import threading
 from enum import IntEnum
 
+import threading
+
 import numpy as np
 
 from neuron_sim.hardware.model import LogicalCore
@@ -23,7 +25,7 @@ class Placement(IntEnum):
 
 
 FILL_BYTES = {"zero": 0x00, "nan": 0xFF}  # 0xFF.. is NaN in fp32, fp16, bf16, fp8 e4m3fn and e5m2
-_FIRST_TOUCH = threading.Lock()           # one buffer per storage even when threads touch it at once
+_first_touch = threading.Lock()            # makes materialising a storage atomic (taken once per storage)
 
 
 class Storage:
@@ -45,11 +47,11 @@ class Storage:
         (nrt_tensor_get_va). Zero pages cost nothing until written: np.zeros is lazy."""
         buf = self._buf
         if buf is None:
-            new = np.zeros(self.nbytes, np.uint8) if self.fill == 0 else np.full(self.nbytes, self.fill, np.uint8)
-            with _FIRST_TOUCH:
+            with _first_touch:          # two threads touching a fresh tensor must get the same bytes
                 buf = self._buf
                 if buf is None:
-                    buf = self._buf = new
+                    buf = self._buf = (np.zeros(self.nbytes, np.uint8) if self.fill == 0
+                                       else np.full(self.nbytes, self.fill, np.uint8))
         return buf
 
     @property
@@ -73,7 +75,7 @@ class Tensor:
     """An nrt_tensor_t: a window [offset, offset+size) of a Storage on a NeuronCore or in host memory."""
 
     __slots__ = ("name", "placement", "core", "vnc", "size", "offset", "storage", "freed", "pending",
-                 "completions", "_views", "__weakref__")
+                 "completions", "ready_at", "_views", "__weakref__")
 
     def __init__(self, name: str, placement: Placement, core: LogicalCore | None, vnc: int,
                  size: int, storage: Storage | None, offset: int = 0) -> None:
@@ -87,6 +89,7 @@ class Tensor:
         self.freed = False
         self.pending = 0          # async requests that still use this tensor
         self.completions = 0      # output completion counter (nrt_tensor_check_output_completion)
+        self.ready_at = 0.0       # simulated end of the last async request using this tensor
         self._views: dict = {}
 
     def bytes_view(self) -> np.ndarray:

@@ -191,18 +191,22 @@ class Recorder:
 
     def run(self, rt: Any, req: Any, run: Any, *args: Any, job_id: int | None = None) -> Any:
         """Call ``run(rt, req, *args)`` (one execution) and record it; synchronous when ``job_id`` is None."""
-        called = self.host_now()
         try:
             status = run(rt, req, *args)
         except NrtError as exc:
-            self.executed(req, int(exc.status), called if job_id is None else None, job_id)
+            if req.end > 0 or req.timed_out:          # it got a slot on the device (else: refused before)
+                self.executed(req, int(exc.status), None if job_id is not None else req.submitted, job_id)
             raise
-        self.executed(req, int(status), called if job_id is None else None, job_id)
+        self.executed(req, int(status), None if job_id is not None else req.submitted, job_id)
         return status
+
+    def runner(self, run: Any) -> Any:
+        """``run`` with every call recorded (nrt_execute_repeat)."""
+        return lambda rt, req, *args: self.run(rt, req, run, *args)
 
     def host_now(self) -> float:
         """The calling host thread's simulated time."""
-        return self.rt.clock.now()
+        return self.rt.clock.thread_now()
 
     def executed(self, req: Any, status: int, called_s: float | None = None, job_id: int | None = None) -> None:
         """One execution on the device: the nrt_execute software span of a synchronous call (``called_s`` to
@@ -286,9 +290,8 @@ class Recorder:
 
 
 def _slot(req: Any) -> tuple[float, float]:
-    """The simulated [start, end) the execution took on its cores."""
-    end = req.model.cores[0].busy_until
-    return max(req.submitted, end - req.model.duration_s), end
+    """The simulated [start, end) slot the execution took on its cores' timelines."""
+    return req.start, req.end
 
 
 def _model_data(model: Any) -> dict[str, Any]:
