@@ -457,3 +457,11 @@ def nrt_profile_start(model: Any, file: str) -> None:
 @_status
 def nrt_profile_stop(file: str) -> None:
     rt.profile_stop(file)
+
+
+def nrt_sys_trace_free_event_types(event_types: Any, count: int = 0) -> None:
+    """For C symmetry: Python lists are garbage-collected, nothing to free."""
+
+
+def nrt_sys_trace_buffer_free(buffer: Any) -> None:
+    """For C symmetry: Python strings are garbage-collected, nothing to free."""
