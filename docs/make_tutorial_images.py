@@ -26,7 +26,7 @@ from neuron_sim.runtime import interface
 from neuron_sim.testing import emulate
 
 HERE = Path(__file__).resolve().parent
-MACHINE = {"NEURON_LOGICAL_NC_CONFIG": "1"}
+MACHINE = {"NEURON_LOGICAL_NC_CONFIG": "1", "NEURON_PROCESS_TAG": "app"}
 INSTANCE = "trn2.3xlarge"
 
 
@@ -123,7 +123,7 @@ def describe(drawn: scene.PlacementScene) -> dict:
     """What a placement drawing shows, independent of pids: processes in order, their cores and models."""
     return {"processes": [{"tag_index": n, "cores": list(p.cores), "groups": [list(g) for g in p.groups],
                            "models": {m.label: list(m.cores) for m in p.models}}
-                          for n, p in enumerate(drawn.processes)]}
+                          for n, p in enumerate(sorted(drawn.processes, key=lambda p: min(p.cores, default=-1)))]}
 
 
 def async_timeline(out_dir: Path) -> dict:
@@ -147,7 +147,8 @@ def main(out_dir: Path = HERE / "images") -> dict:
     render.save(render.memory_figure(memory), out_dir / "memory_multiple_processes.svg")
     shown["multiple_processes"] = describe(placed)
     shown["async_pipelining"] = async_timeline(out_dir)
-    (out_dir / "scenes.json").write_text(json.dumps(shown, indent=1, sort_keys=True) + "\n")
+    lines = [f"  {json.dumps(name)}: {json.dumps(value, sort_keys=True)}" for name, value in sorted(shown.items())]
+    (out_dir / "scenes.json").write_text("{\n" + ",\n".join(lines) + "\n}\n")
     return shown
 
 

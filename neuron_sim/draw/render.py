@@ -65,11 +65,11 @@ def placement_figure(scene: PlacementScene) -> Any:
     models = [m for p in scene.processes for m in p.models]
     lanes = _lanes(models, {c: row_of[c] * 1000 + position[c] for c in position})
     depth = max(lanes, default=-1) + 1
-    row_h = 1.6 + 0.45 * depth
+    row_h = 1.35 + 0.45 * depth
     fig_w = max(6.0, 1.1 * per_row + 1.5)
     fig, ax = plt.subplots(figsize=(fig_w, 0.9 + row_h * len(devices) * 0.9))
     ax.set_xlim(-0.8, per_row + 0.1)
-    ax.set_ylim(-0.2, row_h * len(devices) + 0.4)
+    ax.set_ylim(-0.2, row_h * (len(devices) - 1) + 0.95 + 0.45 * depth)
     ax.axis("off")
     ax.set_title(scene.title or f"NeuronCore placement on {scene.instance_type}", loc="left")
 
@@ -106,14 +106,15 @@ def placement_figure(scene: PlacementScene) -> Any:
             outline.set_gid(f"group-{p.pid}-ncg{g}")
             ax.add_patch(outline)
             ax.text(min(cols) + 0.1, y0(cores[0]) + 0.66, f"ncg{g}", fontsize=7, color="#7f6000", va="top")
-    for n, (m, lane) in enumerate(zip(models, lanes)):
+    colours = {name: MODEL_COLOURS[n % len(MODEL_COLOURS)] for n, name in enumerate(dict.fromkeys(m.name for m in models))}
+    for m, lane in zip(models, lanes):
         cores = [c for c in m.cores if c in position]
         if not cores:
             continue
         cols = [position[c] for c in cores]
         y = y0(cores[0]) + 0.85 + 0.45 * lane
         bar = FancyBboxPatch((min(cols) + 0.1, y), max(cols) - min(cols) + 0.8, 0.34,
-                             boxstyle="round,pad=0,rounding_size=0.08", color=MODEL_COLOURS[n % len(MODEL_COLOURS)])
+                             boxstyle="round,pad=0,rounding_size=0.08", color=colours[m.name])
         span = f"nc{cores[0]}" if len(cores) == 1 else f"nc{cores[0]}-{cores[-1]}"
         bar.set_gid(f"model-{m.label}-{span}")
         ax.add_patch(bar)

@@ -79,8 +79,8 @@ def timeline_figure(events: list[dict[str, Any]], title: str) -> Any:
     for e in events:
         if e["event_type"] == "host_work":
             start, end = e["data"]["nc_timestamp_ns"] / 1e6, e["data"]["end_ns"] / 1e6
-            ax.broken_barh([(start, end - start)], (rows["host"] - 0.3, 0.6), color="#b7b7b7",
-                           gid=f"host-work-{start:.3f}")
+            ax.broken_barh([(start, end - start)], (rows["host"] - 0.3, 0.6), facecolor="#b7b7b7",
+                           edgecolor="white", gid=f"host-work-{start:.3f}")
         elif e["event_type"] == "async_exec_queue" and e["phase"] == "start":
             t = e["data"]["nc_timestamp_ns"] / 1e6
             ax.plot([t, t], [rows["host"] - 0.35, rows["host"] + 0.35], color="#000000", lw=1.5,
@@ -88,8 +88,8 @@ def timeline_figure(events: list[dict[str, Any]], title: str) -> Any:
     for lane in lanes:
         for n, r in enumerate(executions(events, lane)):
             start, dur = r["start_ns"] / 1e6, r["duration_ns"] / 1e6
-            ax.broken_barh([(start, dur)], (rows[lane] - 0.3, 0.6), color=MODEL_COLOURS[n % 2],
-                           gid=f"exec-{r['tracking_id']}")
+            ax.broken_barh([(start, dur)], (rows[lane] - 0.3, 0.6), facecolor=MODEL_COLOURS[n % 2],
+                           edgecolor="white", gid=f"exec-{r['tracking_id']}")
             ax.text(start + dur / 2, rows[lane], str(n), ha="center", va="center", color="white", fontsize=7)
     ax.set_yticks([rows["host"]] + [rows[lane] for lane in lanes],
                   ["host (work, | = nrt_execute)"] + [f"NC {lane} executions" for lane in lanes])
