@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.set_defaults(func=_build)
 
     r = subparsers.add_parser("run", help="run a program on the simulated machine with the drop-in libnrt.so.1",
-                              usage="neuron-sim run [--instance-type T] [--state-dir D] -- CMD [ARGS ...]")
+                              usage="neuron-sim run [--instance-type T] [--state-dir D] [--trace FILE] -- CMD [ARGS ...]")
     _machine_options(r)
     r.add_argument("--trace", help="write a Perfetto trace of each runtime process (sets NEURON_SIM_TRACE; "
                                    "{pid} in the name is replaced by the process id)")
