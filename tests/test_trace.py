@@ -15,7 +15,7 @@ from neuron_sim.config.parsers import ConfigError
 from neuron_sim.runtime import trace
 from neuron_sim.tracing import perfetto
 from neuron_sim.tracing.profile import read_profile
-from tests.conftest import NEFFS, REPO
+from tests.conftest import NEFFS
 
 MLP = (NEFFS / "mlp_trn1.neff").read_bytes()
 

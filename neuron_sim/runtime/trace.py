@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -414,7 +414,3 @@ def event_types() -> list[str]:
 def enabled_types(config: SysTraceConfig) -> list[str]:
     return [t for t in EVENT_TYPES if t in config.event_types]
 
-
-def iter_events(events: Iterable[dict[str, Any]], event_type: str) -> list[dict[str, Any]]:
-    """The events of one type, in order (a helper for tools and tests)."""
-    return [e for e in events if e["event_type"] == event_type]

@@ -33,3 +33,20 @@ def test_c_program_traces_and_profiles(programs, c_env, tmp_path):
     assert [r["duration_ns"] for r in doc["executions"]] == [t[1] - t[0]] * 2
     assert "ERROR   NRT:nrt_sys_trace_config_set_capture_enabled_for_event_type" in proc.stderr
     assert "ERROR   NRT:nrt_profile_stop" in proc.stderr and "never-started.json" in proc.stderr
+
+
+def test_run_with_trace_writes_the_programs_timeline(libnrt, tmp_path):
+    """``neuron-sim run --trace FILE -- CMD``: the program's runtime writes its Perfetto trace there."""
+    import os
+    import subprocess
+    import sys
+    code = ("from neuron_sim import nrt; nrt.nrt_init(); "
+            f"nrt.nrt_load(open({str(NEFFS / 'mlp_trn1.neff')!r}, 'rb').read(), -1, -1); nrt.nrt_close()")
+    env = {**os.environ, "NEURON_SIM_CACHE_DIR": str(libnrt.parent.parent)}
+    env.pop("NEURON_SIM_TRACE", None)
+    proc = subprocess.run([sys.executable, "-m", "neuron_sim.cli.main", "run", "--instance-type", "trn1.2xlarge",
+                           "--trace", str(tmp_path / "run.json"), "--", sys.executable, "-c", code],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert [e["name"] for e in doc["traceEvents"] if e["ph"] == "X"] == ["load mlp_trn1", "unload mlp_trn1"]
