@@ -364,28 +364,29 @@ def nrt_async_drain_queued_execs(vnc: int) -> None:
 
 
 # ---- system trace (nrt_sys_trace.h) and profile (nrt_profile.h) -------------------------------------------
+# The functions C declares void return the status here too, as every function of this face does.
 @_pair
 def nrt_sys_trace_config_allocate() -> Any:
     """A new config (every visible NC, every event type); ``(status, config)``."""
     return rt.sys_trace_config_new()
 
 
-@_quiet
+@_status
 def nrt_sys_trace_config_set_defaults(config: Any) -> None:
     rt.sys_trace_config_defaults(config)
 
 
-@_quiet
+@_status
 def nrt_sys_trace_config_free(config: Any) -> None:
     rt.sys_trace_config_free(config)
 
 
-@_quiet
+@_status
 def nrt_sys_trace_config_set_max_events_per_nc(config: Any, n: int) -> None:
     rt.sys_trace_config_max_events(config, n)
 
 
-@_quiet
+@_status
 def nrt_sys_trace_config_set_capture_enabled_for_nc(config: Any, nc_idx: int, enabled: bool) -> None:
     rt.sys_trace_config_nc(config, nc_idx, enabled)
 
@@ -422,22 +423,22 @@ def nrt_sys_trace_fetch_options_allocate() -> Any:
     return rt.sys_trace_fetch_options_new()
 
 
-@_quiet
+@_status
 def nrt_sys_trace_fetch_options_set_defaults(options: Any) -> None:
     rt.sys_trace_fetch_options_defaults(options)
 
 
-@_quiet
+@_status
 def nrt_sys_trace_fetch_options_free(options: Any) -> None:
     rt.sys_trace_fetch_options_free(options)
 
 
-@_quiet
+@_status
 def nrt_sys_trace_fetch_options_set_max_events_per_nc(options: Any, n: int) -> None:
     rt.sys_trace_fetch_options_max_events(options, n)
 
 
-@_quiet
+@_status
 def nrt_sys_trace_fetch_options_set_nc_idx(options: Any, nc_idx: int) -> None:
     rt.sys_trace_fetch_options_nc(options, nc_idx)
 
@@ -459,9 +460,11 @@ def nrt_profile_stop(file: str) -> None:
     rt.profile_stop(file)
 
 
-def nrt_sys_trace_free_event_types(event_types: Any, count: int = 0) -> None:
-    """For C symmetry: Python lists are garbage-collected, nothing to free."""
+def nrt_sys_trace_free_event_types(event_types: Any, count: int = 0) -> int:
+    """For C symmetry: Python lists are garbage-collected, nothing to free (NRT_SUCCESS)."""
+    return NRT_SUCCESS  # type: ignore[name-defined]  # noqa: F821 - defined from NrtStatus above
 
 
-def nrt_sys_trace_buffer_free(buffer: Any) -> None:
-    """For C symmetry: Python strings are garbage-collected, nothing to free."""
+def nrt_sys_trace_buffer_free(buffer: Any) -> int:
+    """For C symmetry: Python strings are garbage-collected, nothing to free (NRT_SUCCESS)."""
+    return NRT_SUCCESS  # type: ignore[name-defined]  # noqa: F821
