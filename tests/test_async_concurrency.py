@@ -12,7 +12,7 @@ import pytest
 import neuron_sim
 from neuron_sim import nrt
 from neuron_sim.neff.builder import NeffBuilder
-from neuron_sim.runtime import lifecycle, tensors
+from neuron_sim.runtime import lifecycle, models, tensors
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -125,7 +125,7 @@ def test_flat_callback_may_unload_its_model(monkeypatch):
     assert unloads == [0, nrt.NRT_INVALID_HANDLE]
     assert sorted(calls) == [(1, 0), (2, 0), (3, 0)]          # the accepted requests still ran, once each
     assert nrt.nrt_execute(model, *sets[0]) == nrt.NRT_INVALID_HANDLE
-    assert rt.cores[0].models == 0 and model.id not in rt.models
+    assert rt.cores[0].models == 0 and model.id not in models.table(rt).by_id
     assert nrt.nrt_get_vnc_memory_stats(0)[1].bytes_used < base    # its memory was returned
 
 

@@ -151,7 +151,7 @@ def test_two_tagged_runtimes_then_one_killed(tmp_path, machine_env):
         models = entries[-1]["report"]["memory_used"]["loaded_models"]
         assert [m["name"] for m in models] == ["mlp_trn1"]
         assert re.fullmatch(r"[0-9a-f]{32}", models[0]["uuid"])
-    assert len(records) >= 3 and completed_by_tag(records) == counts
+    assert len(records) >= 2 and completed_by_tag(records) == counts
     assert {e["neuron_runtime_tag"] for e in after[-1]["neuron_runtime_data"]} == {"alpha"}
     assert all({e["neuron_runtime_tag"] for e in r["neuron_runtime_data"]} >= {"alpha"} for r in after)
 
