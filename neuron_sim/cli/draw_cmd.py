@@ -55,6 +55,18 @@ def run_scenario(path: str, what: str, instance_type: str | None, title: str = "
     return drawn
 
 
+def _live_machine(args: argparse.Namespace) -> tuple[Path, Any]:
+    """The state directory and hardware model of the machine the environment and options name."""
+    from neuron_sim.config import load_config
+    from neuron_sim.hardware.select import select_machine
+    from neuron_sim.runtime.faults import machine_state_dir
+    env = dict(os.environ)
+    env.update({k: v for k, v in (("NEURON_SIM_INSTANCE_TYPE", args.instance_type),
+                                  ("NEURON_SIM_STATE_DIR", args.state_dir)) if v})
+    config = load_config(env)
+    return machine_state_dir(env), select_machine(config.instance_type, config.topology_file, config.logical_nc_config)
+
+
 def _draw(args: argparse.Namespace) -> int:
     from neuron_sim.draw import render
     fmt = args.format or (Path(args.output).suffix[1:].lower() if args.output else "svg")
@@ -64,12 +76,7 @@ def _draw(args: argparse.Namespace) -> int:
     if args.scenario:
         drawn = run_scenario(args.scenario, args.what, args.instance_type, args.title)
     else:
-        from neuron_sim.runtime.faults import machine_state_dir
-        from neuron_sim.testing.machine import EmulatedMachine
-        env = {k: v for k, v in (("NEURON_SIM_INSTANCE_TYPE", args.instance_type),
-                                 ("NEURON_SIM_STATE_DIR", args.state_dir)) if v}
-        target = EmulatedMachine(args.instance_type or os.environ.get("NEURON_SIM_INSTANCE_TYPE", ""), Path("."), env)
-        drawn = scene_of(args.what, machine_state_dir(target.environ()), target.machine, args.title)
+        drawn = scene_of(args.what, *_live_machine(args), args.title)
     render.save(figure_of(args.what, drawn), output, fmt)
     print(output)
     return 0
