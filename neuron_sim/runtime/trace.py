@@ -145,25 +145,27 @@ class Recorder:
     def _now(self) -> int:
         return ns(self.rt.clock.now())
 
-    def emit(self, event_type: str, phase: str, lnc: int, tracking_id: int, data: dict[str, Any],
-             model_id: int | None = None) -> None:
-        """Record one event into every capture that wants it."""
-        event = {"event_type": event_type, "phase": phase, "tracking_id": tracking_id, "lnc_idx": lnc,
-                 "data": data}
+    def emit(self, tracking_id: int, model_id: int | None, *events: tuple[str, str, int, dict[str, Any]]) -> None:
+        """Record events ``(event_type, phase, lnc_idx, data)`` of one tracking id into every capture that
+        wants them (one lock round for all of them)."""
+        records = [{"event_type": t, "phase": p, "tracking_id": tracking_id, "lnc_idx": lnc, "data": d}
+                   for t, p, lnc, d in events]
         with self.lock:
-            sys_cap = self.sys
-            if sys_cap is not None and event_type in sys_cap.types and (sys_cap.ncs is None or lnc in sys_cap.ncs
-                                                                        or lnc == HOST_LANE):
-                ring = sys_cap.rings.get(lnc)
-                if ring is None:
-                    ring = sys_cap.rings[lnc] = deque(maxlen=sys_cap.max_events)
-                ring.append(event)
-            if model_id is not None:
+            cap = self.sys
+            if cap is not None:
+                for e in records:
+                    lnc = e["lnc_idx"]
+                    if e["event_type"] in cap.types and (cap.ncs is None or lnc in cap.ncs or lnc == HOST_LANE):
+                        ring = cap.rings.get(lnc)
+                        if ring is None:
+                            ring = cap.rings[lnc] = deque(maxlen=cap.max_events)
+                        ring.append(e)
+            if model_id is not None and self.profiles:
                 capture = self.profiles.get(model_id)
                 if capture is not None:
-                    capture.events.append(event)
+                    capture.events.extend(records)
             if self.timeline is not None:
-                self.timeline.append(event)
+                self.timeline.extend(records)
 
     # ---- hooks (called behind ``if recorder is not None``) -----------------------------------------------
     def software(self, event_type: str, lnc: int, start_s: float, end_s: float, data: dict[str, Any],
@@ -171,10 +173,9 @@ class Recorder:
         """A runtime API call as a start/stop pair on simulated time; returns its tracking id."""
         tid = next(self.tracking)
         thread = threading.get_ident()
-        self.emit(event_type, "start", lnc, tid, {"nc_timestamp_ns": ns(start_s), "thread_id": thread, **data},
-                  model_id)
-        self.emit(event_type, "stop", lnc, tid, {"nc_timestamp_ns": ns(end_s), "thread_id": thread, **data},
-                  model_id)
+        self.emit(tid, model_id,
+                  (event_type, "start", lnc, {"nc_timestamp_ns": ns(start_s), "thread_id": thread, **data}),
+                  (event_type, "stop", lnc, {"nc_timestamp_ns": ns(end_s), "thread_id": thread, **data}))
         return tid
 
     def loaded(self, model: Any) -> None:
@@ -219,19 +220,19 @@ class Recorder:
             data["job_id"] = job_id
         start_ns, end_ns = ns(start_s), ns(end_s)
         thread = threading.get_ident()
+        lnc = model.start_vnc
+        events = []
         if called_s is not None:
-            self.emit("nrt_execute", "start", model.start_vnc, tid,
-                      {"nc_timestamp_ns": ns(called_s), "thread_id": thread, **data}, model.id)
+            events.append(("nrt_execute", "start", lnc, {"nc_timestamp_ns": ns(called_s), "thread_id": thread, **data}))
         for cs in model.cores:
-            self.emit("nc_exec_running", "start", cs.vnc, tid, {"nc_timestamp_ns": start_ns, **data}, model.id)
-            self.emit("nc_exec_running", "stop", cs.vnc, tid, {"nc_timestamp_ns": end_ns, **data}, model.id)
+            events.append(("nc_exec_running", "start", cs.vnc, {"nc_timestamp_ns": start_ns, **data}))
+            events.append(("nc_exec_running", "stop", cs.vnc, {"nc_timestamp_ns": end_ns, **data}))
         if status == NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR:
-            self.emit("numerical_err", "info", model.start_vnc, tid, {"nc_timestamp_ns": end_ns, **data}, model.id)
-        self.emit("timestamp_sync_point", "info", model.start_vnc, tid,
-                  {"nc_timestamp_ns": end_ns, "cpu_timestamp_ns": time.time_ns()}, model.id)
+            events.append(("numerical_err", "info", lnc, {"nc_timestamp_ns": end_ns, **data}))
+        events.append(("timestamp_sync_point", "info", lnc, {"nc_timestamp_ns": end_ns, "cpu_timestamp_ns": time.time_ns()}))
         if called_s is not None:
-            self.emit("nrt_execute", "stop", model.start_vnc, tid,
-                      {"nc_timestamp_ns": end_ns, "thread_id": thread, **data}, model.id)
+            events.append(("nrt_execute", "stop", lnc, {"nc_timestamp_ns": end_ns, "thread_id": thread, **data}))
+        self.emit(tid, model.id, *events)
 
     def queued(self, req: Any, job_id: int, depth: int, phase: str) -> None:
         """The async queue of the request's first core: ``start`` when it enters (with the nrt_execute call
@@ -243,7 +244,7 @@ class Recorder:
         if phase == "start":
             self.software("nrt_execute", model.start_vnc, at, at, {**_model_data(model), "job_id": job_id,
                                                                    "status": "NRT_SUCCESS"}, model.id)
-        self.emit("async_exec_queue", phase, model.start_vnc, job_id, {**data, "queue_depth": depth}, model.id)
+        self.emit(job_id, model.id, ("async_exec_queue", phase, model.start_vnc, {**data, "queue_depth": depth}))
 
     def memory(self, device: int, bank: int, used: int) -> None:
         """This process's bytes on one HBM bank changed (sampled for the Perfetto counter tracks)."""
