@@ -348,3 +348,25 @@ def test_tracing_off_leaves_no_recorder(runtime):
     assert trace.recorder is not None
     nrt.nrt_sys_trace_stop()
     assert trace.recorder is None
+
+
+@given(st.lists(st.integers(0, 511), min_size=1, max_size=6))
+def test_nc_filter_parser_reads_lists_and_ranges(cores):
+    text = ",".join(str(c) for c in cores)
+    assert trace.parse_nc_filter(text) == set(cores)
+    first, last = min(cores), max(cores)
+    assert trace.parse_nc_filter(f"{first}-{last}") == set(range(first, last + 1))
+
+
+def test_unwritable_trace_file_is_an_error_line_at_close(tmp_path, capfd):
+    os.environ["NEURON_SIM_TRACE"] = str(tmp_path / "no" / "such" / "dir" / "t.json")
+    os.environ["NEURON_SIM_INSTANCE_TYPE"] = "trn1.2xlarge"
+    try:
+        assert nrt.nrt_init() == 0
+        load(0)
+        nrt.nrt_close()
+    finally:
+        os.environ.pop("NEURON_SIM_TRACE")
+    err = capfd.readouterr().err
+    assert "ERROR   NRT:nrt_close" in err and "Cannot write NEURON_SIM_TRACE=" in err and "Traceback" not in err
+    assert trace.recorder is None

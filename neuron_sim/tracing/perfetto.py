@@ -100,12 +100,12 @@ def process_trace(rt: Any, events: Iterable[dict[str, Any]], samples: Iterable[t
 
 def write_process_trace(template: str, rt: Any, events: list[dict[str, Any]],
                         samples: list[tuple[int, int, int, int]]) -> str | None:
-    """Write this process's trace to NEURON_SIM_TRACE (``{pid}`` expanded); a failure is logged, never raised."""
+    """Write this process's trace to NEURON_SIM_TRACE (``{pid}`` expanded); a failure is an error line, never an exception."""
     path = trace_path(template)
     try:
         write_json(path, process_trace(rt, events, samples))
     except OSError as exc:
-        nrtlog.warn("NRT", "nrt_close", f"Cannot write NEURON_SIM_TRACE={template}: {exc.strerror or exc}")
+        nrtlog.error("NRT", "nrt_close", f"Cannot write NEURON_SIM_TRACE={template}: {exc.strerror or exc}")
         return None
     return path
 
