@@ -253,15 +253,18 @@ def perfetto_program(tmp_path, name="trace.json"):
             assert nrt.nrt_execute(model, i, o) == 0
         slow, i1, o1, _ = load(1, (NEFFS / "slow_40s.neff").read_bytes())
         assert nrt.nrt_execute(slow, i1, o1) == nrt.NRT_TIMEOUT
+        oob, i2, o2, _ = load(1, (NEFFS / "gather_oob.neff").read_bytes())
+        assert nrt.nrt_execute(oob, i2, o2) == nrt.NRT_EXEC_OOB
         nrt.nrt_close()
     finally:
         for var in ("NEURON_SIM_TRACE", "NEURON_RT_EXEC_TIMEOUT"):
             os.environ.pop(var, None)
-    return model, slow
+    return model, slow, oob
 
 
 def test_perfetto_trace_of_a_process(tmp_path):
-    model, slow = perfetto_program(tmp_path)
+    model, slow, oob = perfetto_program(tmp_path)
+    g = round(oob.duration_s * 1e9) / 1000
     doc = json.loads((tmp_path / "trace.json").read_text())
     assert perfetto.validate(doc) == []
     ev = doc["traceEvents"]
@@ -270,12 +273,17 @@ def test_perfetto_trace_of_a_process(tmp_path):
     assert names == {(1, "host: runtime calls"), (1000, "NC 0 (nc0, nd0)"), (1001, "NC 1 (nc1, nd0)")}
     assert {e["pid"] for e in ev} == {pid}
     slices = [(e["tid"], e["name"], e["cat"], e["ts"], e["dur"]) for e in ev if e["ph"] == "X" and e["tid"] >= 1000]
+    unloaded = slices[-1][3]
     d = round(model.duration_s * 1e9) / 1000
     assert slices == [(1000, "load mlp_trn1", "load", 0.0, 0.0), (1000, "mlp_trn1", "execution", 0.0, d),
                       (1000, "mlp_trn1", "execution", d, d), (1001, "load slow_40s", "load", 2 * d, 0.0),
                       (1001, "timeout: slow_40s", "timeout", 2 * d, 5e6),
-                      (1000, "unload mlp_trn1", "load", 2 * d + 5e6, 0.0),
-                      (1001, "unload slow_40s", "load", 2 * d + 5e6, 0.0)]
+                      (1001, "load gather_oob", "load", 2 * d + 5e6, 0.0),
+                      (1001, "gather_oob NRT_EXEC_OOB", "error", 2 * d + 5e6, g),
+                      (1000, "unload mlp_trn1", "load", unloaded, 0.0),
+                      (1001, "unload slow_40s", "load", unloaded, 0.0),
+                      (1001, "unload gather_oob", "load", unloaded, 0.0)]
+    assert unloaded >= 2 * d + 5e6                   # nrt_close after the last call (on the host's time)
     hbm = [e for e in ev if e["ph"] == "C" and e["name"] == "HBM nd0 bank0"]
     assert hbm[0]["ts"] == 0 and hbm[0]["args"]["bytes"] > 0
     assert hbm[-1]["args"]["bytes"] < 4096            # at close: only the tensors the program did not free

@@ -86,7 +86,8 @@ def process_trace(rt: Any, events: Iterable[dict[str, Any]], samples: Iterable[t
             name = kind if status == "NRT_SUCCESS" else f"{kind} {status}"
         args = {k: v for k, v in data.items() if k not in ("nc_timestamp_ns", "thread_id")}
         args["tracking_id"] = e["tracking_id"]
-        out.append({"ph": "X", "pid": pid, "tid": tid, "ts": begin, "dur": ts - begin, "name": name, "cat": cat,
+        dur = _us(data["nc_timestamp_ns"] - start["data"]["nc_timestamp_ns"])
+        out.append({"ph": "X", "pid": pid, "tid": tid, "ts": begin, "dur": dur, "name": name, "cat": cat,
                     "args": args})
     for nc_ns, device, bank, used in samples:
         out.append({"ph": "C", "pid": pid, "tid": 0, "ts": _us(nc_ns), "name": f"HBM nd{device} bank{bank}",
