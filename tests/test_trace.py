@@ -286,7 +286,7 @@ def test_perfetto_trace_of_a_process(tmp_path):
     assert unloaded >= 2 * d + 5e6                   # nrt_close after the last call (on the host's time)
     hbm = [e for e in ev if e["ph"] == "C" and e["name"] == "HBM nd0 bank0"]
     assert hbm[0]["ts"] == 0 and hbm[0]["args"]["bytes"] > 0
-    assert hbm[-1]["args"]["bytes"] < 4096            # at close: only the tensors the program did not free
+    assert hbm[-1]["args"]["bytes"] < hbm[0]["args"]["bytes"] // 100   # at close: the tensors left unfreed
     assert max(e["args"]["bytes"] for e in hbm) > hbm[0]["args"]["bytes"]
     assert doc["otherData"]["format"] == "neuron_sim.trace/1" and doc["otherData"]["clock"] == "virtual"
 
