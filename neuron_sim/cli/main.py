@@ -7,11 +7,11 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from types import ModuleType
 
 from neuron_sim.cli import clib_cmd, demo, draw_cmd, faults_cmd, neff_cmd, trace_cmd
+from neuron_sim.cli.pipes import silence_stdout
 
 PROG = "neuron-sim"
 SUBCOMMANDS: tuple[ModuleType, ...] = (demo, neff_cmd, clib_cmd, faults_cmd, trace_cmd, draw_cmd)
@@ -41,15 +41,6 @@ def run_tool(name: str, argv: list[str]) -> int:
     return int(module.main(argv, prog=f"{PROG} {name}"))
 
 
-def _silence_stdout() -> None:
-    """After a closed pipe (``neuron-sim ls | head``) point stdout at /dev/null so exit does not fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run ``neuron-sim`` with ``argv`` (default: the process arguments); returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -57,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return run_tool(argv[0], argv[1:])
         except BrokenPipeError:
-            _silence_stdout()
+            silence_stdout()
             return 0
     parser = build_parser()
     try:
@@ -69,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
         return 0
     except KeyboardInterrupt:
         return 130

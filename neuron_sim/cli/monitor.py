@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from neuron_sim.cli.ls import machine_from_env
+from neuron_sim.cli.pipes import silence_stdout
 from neuron_sim.cli.monitor_report import (
     RUNTIME_GROUPS, SYSTEM_GROUPS, MonitorConfig, RuntimeGroupSpec, Sampler,
 )
@@ -179,8 +180,7 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:
-        from neuron_sim.cli.main import _silence_stdout
-        _silence_stdout()
+        silence_stdout()
         return 0
 
 

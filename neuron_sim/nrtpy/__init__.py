@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from neuron_sim.nrtpy.errors import NrtError, NrtpyError
 from neuron_sim.nrtpy.model import BenchmarkResult, NrtpyModel, TensorMetadata
-from neuron_sim.nrtpy.session import configure, get_nrtpy_singleton, reset
+from neuron_sim.nrtpy.singleton import configure, get_nrtpy_singleton, reset
 from neuron_sim.nrtpy.tensor import NrtpyTensor, NrtTensor
 
 __all__ = [

@@ -5,7 +5,7 @@ keeps the status as ``.status`` (an ``NrtStatus``), so ``except nrtpy.NrtError``
 """
 from __future__ import annotations
 
-from neuron_sim import nrtlog
+from neuron_sim.runtime.interface import fail
 from neuron_sim.status import NrtError, NrtStatus
 
 __all__ = ["NrtError", "NrtpyError", "face_error", "nrtpy_error"]
@@ -17,11 +17,10 @@ class NrtpyError(RuntimeError):
 
 def nrtpy_error(function: str, message: str) -> NrtpyError:
     """Log ``message`` as the runtime would and return the NrtpyError to raise."""
-    nrtlog.error("NRT", function, message)
+    fail(NrtStatus.FAILURE, "NRT", function, message)          # logs the line; the NrtError is not raised
     return NrtpyError(message)
 
 
 def face_error(status: NrtStatus, function: str, message: str) -> NrtError:
     """An NrtError found by the face before any runtime call (e.g. a NEFF file that cannot be read), logged first."""
-    nrtlog.error("NRT", function, message)
-    return NrtError(status, message)
+    return fail(status, "NRT", function, message)

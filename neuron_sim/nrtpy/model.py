@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from neuron_sim.dtypes import numpy_dtype
 from neuron_sim.nrtpy import _backend
 from neuron_sim.nrtpy.errors import face_error, nrtpy_error
-from neuron_sim.nrtpy.session import SINGLETON
+from neuron_sim.nrtpy.session import SESSION
 from neuron_sim.nrtpy.tensor import NrtpyTensor, NrtTensor
 from neuron_sim.nrtpy.trace import trace_path, write_trace
 from neuron_sim.status import NrtStatus
@@ -50,28 +49,28 @@ class BenchmarkResult:
                    warmup_iterations, list(durations_ms))
 
 
-def _unload(handle: Any, generation: int) -> None:
+def _unload(handle: Any, runtime: Any) -> None:
     """GC finaliser: unload the model unless reset() already closed its runtime."""
-    if SINGLETON.live(generation):
+    if SESSION.live(runtime):
         _backend.unload(handle)
 
 
 class NrtpyModel:
     """A NEFF loaded on one NeuronCore; unloaded when garbage-collected (or by nrtpy.reset())."""
 
-    def __init__(self, handle: Any, name: str, neff_path: Path, core_id: int, generation: int) -> None:
+    def __init__(self, handle: Any, name: str, neff_path: Path, core_id: int, runtime: Any) -> None:
         self.name = name
         self.neff_path = neff_path
         self.core_id = core_id
         self._handle = handle
-        self._generation = generation
+        self._runtime = runtime
         info = _backend.tensor_info(handle, f"Failed to read the tensor info of model {name}")
-        meta = {i.name: TensorMetadata(list(i.shape), i.size, numpy_dtype(i.dtype)) for i in info}
+        meta = {i.name: TensorMetadata(list(i.shape), i.size, i.np_dtype) for i in info}
         self.input_tensors_info: dict[str, TensorMetadata] = {i.name: meta[i.name] for i in info
                                                               if _backend.is_input(i)}
         self.output_tensors_info: dict[str, TensorMetadata] = {i.name: meta[i.name] for i in info
                                                                if not _backend.is_input(i)}
-        weakref.finalize(self, _unload, handle, generation).atexit = False
+        weakref.finalize(self, _unload, handle, runtime).atexit = False
 
     @classmethod
     def load_from_neff(cls, neff_path: str | os.PathLike, name: str | None = None, core_id: int = 0,
@@ -80,7 +79,7 @@ class NrtpyModel:
         if not isinstance(neff_path, (str, os.PathLike)):
             raise TypeError(f"neff_path must be a str or pathlib.Path, got {type(neff_path).__name__}")
         path = Path(neff_path)
-        generation = SINGLETON.start()
+        runtime = SESSION.start()
         context = f"Failed to load model {path}"
         try:
             data = path.read_bytes()
@@ -91,10 +90,10 @@ class NrtpyModel:
             handle = _backend.load_collectives(data, core_id, rank_id, world_size, context)
         else:
             handle = _backend.load(data, core_id, context)
-        return cls(handle, name if name is not None else path.stem, path, core_id, generation)
+        return cls(handle, name if name is not None else path.stem, path, core_id, runtime)
 
     def _model(self, function: str) -> Any:
-        SINGLETON.check(self._generation, f"NrtpyModel '{self.name}'", function)
+        SESSION.check(self._runtime, f"NrtpyModel '{self.name}'", function)
         return self._handle
 
     def _handles(self, tensors: Any, kind: str, expected: Mapping[str, TensorMetadata],
@@ -135,12 +134,12 @@ class NrtpyModel:
         """Execute once. With ``outputs=None`` the outputs are allocated and returned, else written in place."""
         model, ins, outs, out_tensors = self._prepare(inputs, outputs, "NrtpyModel.__call__")
         try:
-            before_device, before_host = _backend.device_time_s(model), time.perf_counter()
+            before_host = time.perf_counter()
             _backend.execute(model, ins, outs, f"Failed to execute model {self.name}")
             host_s = time.perf_counter() - before_host
             if save_trace:
                 write_trace(trace_path(self.neff_path, ntff_name), model=self.name, neff=self.neff_path,
-                            core_id=self.core_id, device_time_s=_backend.device_time_s(model) - before_device,
+                            core_id=self.core_id, device_time_s=_backend.execution_device_time_s(model) or 0.0,
                             host_time_s=host_s, inputs=inputs, outputs=out_tensors)
         finally:
             _backend.destroy_sets(ins, outs)
@@ -161,16 +160,16 @@ class NrtpyModel:
                 raise ValueError(f"{arg} must be >= {low}, got {value}")
         model, ins, outs, out_tensors = self._prepare(inputs, outputs, "NrtpyModel.benchmark")  # kept alive
         context = f"Failed to execute model {self.name}"
-        clock = _backend.device_time_s if mode == "device" else (lambda _m: time.perf_counter())
         durations_ms = []
         try:
             for _ in range(warmup_iter):
                 _backend.execute(model, ins, outs, context)
             for _ in range(benchmark_iter):
-                start = clock(model)
+                start = time.perf_counter()
                 _backend.execute(model, ins, outs, context)
-                elapsed = clock(model) - start
-                if mode == "host" or elapsed > 0:
+                elapsed = (time.perf_counter() - start if mode == "host"
+                           else _backend.execution_device_time_s(model))
+                if elapsed is not None:
                     durations_ms.append(elapsed * 1e3)
         finally:
             _backend.destroy_sets(ins, outs)

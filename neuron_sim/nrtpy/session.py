@@ -1,63 +1,51 @@
-"""The process's one nrtpy singleton: lazy runtime start, ``configure`` (NEURON_RT_VISIBLE_CORES) and ``reset``.
+"""nrtpy's session with the runtime: lazy runtime start, ``configure`` (NEURON_RT_VISIBLE_CORES) and ``reset``.
 
-Every NrtpyTensor and NrtpyModel records the generation it was made in; ``reset()`` closes the runtime and starts
-a new generation, so every older object raises NrtpyError when used, and its GC finaliser frees nothing.
+Every NrtpyTensor and NrtpyModel records the runtime it was made in (the interface's opaque runtime handle);
+once that runtime is closed (``reset()``, or any face's nrt_close) the object raises NrtpyError when used and
+its GC finaliser frees nothing. Whether a runtime is live is the runtime's own state, read through the
+interface; the session keeps only what ``configure`` saved. The public singleton object
+(``get_nrtpy_singleton()``) is ``singleton.py``, above the tensors it frees.
 """
 from __future__ import annotations
 
 import os
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from neuron_sim.nrtpy import _backend
 from neuron_sim.nrtpy.errors import nrtpy_error
 
-if TYPE_CHECKING:
-    from neuron_sim.nrtpy.tensor import NrtpyTensor
-
 VISIBLE_CORES = "NEURON_RT_VISIBLE_CORES"
 _UNSET = object()
 
 
-class NrtpySingleton:
-    """The nrtpy runtime of this process (``nrtpy.get_nrtpy_singleton()``); its documented member is free_tensor."""
+class Session:
+    """This process's nrtpy session: starts the runtime on first use, remembers the core setting to restore."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self.active = False
-        self.generation = 0
         self._saved_env: Any = _UNSET        # NEURON_RT_VISIBLE_CORES before the first configure()
 
-    def free_tensor(self, tensor: "NrtpyTensor") -> None:
-        """Free the tensor's device memory now; using it afterwards raises NrtpyError."""
-        from neuron_sim.nrtpy.tensor import NrtpyTensor
-        if not isinstance(tensor, NrtpyTensor):
-            raise TypeError(f"free_tensor() takes an NrtpyTensor, got {type(tensor).__name__}")
-        tensor.tensor_ref.free(tensor.name)
-
-    # ---- used by the face -----------------------------------------------------------------------------
-    def start(self) -> int:
-        """Initialise the runtime on first use; the current generation."""
+    def start(self) -> Any:
+        """The live runtime (started now if none is): the token objects made now record."""
         with self._lock:
-            if not self.active:
-                _backend.init()
-                self.active = True
-            return self.generation
+            runtime = _backend.live_runtime()
+            return _backend.init() if runtime is None else runtime
 
-    def check(self, generation: int, what: str, function: str) -> None:
-        """NrtpyError when an object of an older generation (before reset()) is used."""
-        if generation != self.generation or not self.active:
+    def check(self, runtime: Any, what: str, function: str) -> None:
+        """NrtpyError when an object of a runtime that was closed since (by reset()) is used."""
+        if not self.live(runtime):
             raise nrtpy_error(function, f"{what} was invalidated by nrtpy.reset(); create it again")
 
-    def live(self, generation: int) -> bool:
-        return self.active and generation == self.generation
+    def live(self, runtime: Any) -> bool:
+        return runtime is _backend.live_runtime()
 
     def configure(self, visible_cores: Iterable[int] | None) -> None:
         with self._lock:
-            if self.active:
+            if _backend.live_runtime() is not None:
                 raise nrtpy_error("nrtpy.configure", "nrtpy.configure() called while the runtime is active; "
                                   "call nrtpy.reset() first, then configure()")
             if visible_cores is None:
@@ -69,10 +57,7 @@ class NrtpySingleton:
 
     def reset(self) -> None:
         with self._lock:
-            if self.active:
-                self.active = False
-                _backend.close()
-            self.generation += 1
+            _backend.close()
             if self._saved_env is not _UNSET:
                 if self._saved_env is None:
                     os.environ.pop(VISIBLE_CORES, None)
@@ -99,20 +84,4 @@ def _core_ids(visible_cores: Any) -> list[int]:
     return [int(c) for c in ids]
 
 
-SINGLETON = NrtpySingleton()
-
-
-def configure(visible_cores: Iterable[int] | None = None) -> None:
-    """Set NEURON_RT_VISIBLE_CORES for the next (lazy) runtime start; NrtpyError while the runtime is active."""
-    SINGLETON.configure(visible_cores)
-
-
-def reset() -> None:
-    """Close the runtime, clear the configuration and invalidate every NrtpyTensor and NrtpyModel."""
-    SINGLETON.reset()
-
-
-def get_nrtpy_singleton() -> NrtpySingleton:
-    """The process's nrtpy singleton, starting the runtime if it is not running yet."""
-    SINGLETON.start()
-    return SINGLETON
+SESSION = Session()

@@ -14,36 +14,36 @@ import numpy as np
 
 from neuron_sim.nrtpy import _backend
 from neuron_sim.nrtpy.errors import nrtpy_error
-from neuron_sim.nrtpy.session import SINGLETON
+from neuron_sim.nrtpy.session import SESSION
 
 _names = itertools.count()
 
 
-def _release(handle: Any, generation: int) -> None:
+def _release(handle: Any, runtime: Any) -> None:
     """GC finaliser: free the runtime tensor unless reset() already closed the runtime it belonged to."""
-    if SINGLETON.live(generation):
+    if SESSION.live(runtime):
         _backend.free(handle)
 
 
 class NrtTensor:
     """Low-level handle of one device tensor (nrt_tensor_t): its bytes, core and lifetime."""
 
-    __slots__ = ("handle", "size", "core_id", "generation", "_finalizer", "__weakref__")
+    __slots__ = ("handle", "size", "core_id", "runtime", "_finalizer", "__weakref__")
 
-    def __init__(self, handle: Any, size: int, core_id: int, generation: int) -> None:
+    def __init__(self, handle: Any, size: int, core_id: int, runtime: Any) -> None:
         self.handle = handle
         self.size = size
         self.core_id = core_id
-        self.generation = generation
-        self._finalizer = weakref.finalize(self, _release, handle, generation)
+        self.runtime = runtime
+        self._finalizer = weakref.finalize(self, _release, handle, runtime)
         self._finalizer.atexit = False
 
     @classmethod
     def allocate(cls, size: int, core_id: int, name: str) -> "NrtTensor":
-        generation = SINGLETON.start()
+        runtime = SESSION.start()
         handle = _backend.allocate(core_id, size, name, f"Failed to allocate tensor '{name}' of {size} bytes "
                                                         f"on NeuronCore {core_id}")
-        return cls(handle, size, core_id, generation)
+        return cls(handle, size, core_id, runtime)
 
     @property
     def freed(self) -> bool:
@@ -51,7 +51,7 @@ class NrtTensor:
 
     def checked(self, what: str, function: str) -> Any:
         """The runtime handle, or NrtpyError if the tensor was freed or invalidated by reset()."""
-        SINGLETON.check(self.generation, what, function)
+        SESSION.check(self.runtime, what, function)
         if self.freed:
             raise nrtpy_error(function, f"{what} was freed with free_tensor(); allocate a new one with "
                                         "NrtpyTensor.from_numpy()")

@@ -25,7 +25,8 @@ Groups: lifecycle (``init``, ``close``, ``state``, counts and instance info befo
 ``unload``, model info), tensors and tensor sets, execute (``execute``, ``execute_status``, ``execute_repeat``,
 ``execute_now``, ``run_arrays``),
 async (``submit``, ``submit_arrays``, ``wait_output_completion``, ``drain``, ``register_callback``),
-memory statistics, version and status strings.
+memory statistics, version and status strings; for test harnesses: ``reset_process``, ``save_references``,
+``injected_faults``, ``fault_plan_changed``.
 
 State owned here: none; it routes to the modules that own it.
 """
@@ -42,8 +43,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from neuron_sim.dtypes import NrtDtype, numpy_dtype
+from neuron_sim import nrtlog
 from neuron_sim.nrtlog import fail
-from neuron_sim.runtime import arrays, async_exec, execution, lifecycle, models, trace
+from neuron_sim.runtime import arrays, async_exec, execution, faults, lifecycle, models, references, trace
 from neuron_sim.runtime.core import Runtime, as_bytes, preview, visible_count_for
 from neuron_sim.runtime.memory import format_bytes
 from neuron_sim.runtime.models import Model
@@ -65,6 +67,7 @@ __all__ = [
     "execute", "execute_status", "execute_repeat", "execute_now", "run_arrays", "submit", "submit_arrays", "async_enabled", "async_depth",
     "register_callback",
     "drain", "memory_stats", "memory_by_category", "format_bytes",
+    "model_execution_time_s", "live_runtime", "reset_process", "save_references", "injected_faults", "fault_plan_changed",
     "SysTraceConfig", "SysTraceFetchOptions", "sys_trace_config_new", "sys_trace_config_defaults",
     "sys_trace_config_free", "sys_trace_config_max_events", "sys_trace_config_nc", "sys_trace_config_event_type",
     "sys_trace_config_enabled_types", "sys_trace_event_types", "sys_trace_start", "sys_trace_stop",
@@ -625,6 +628,45 @@ def memory_by_category(vnc: int) -> dict[str, int]:
     """Bytes per category (tensors, model_code, constants, ...) attributed to visible core ``vnc``."""
     rt = _live("nrt_get_vnc_memory_stats")
     return rt.memory.usage_by_category(rt.core_state(vnc, "nrt_get_vnc_memory_stats").core)
+
+
+# ---- additions for the faces that landed with the interface (nrtpy, testing) -----------------------------
+def model_execution_time_s(model: Any) -> float:
+    """Simulated device seconds each execution of the model takes (what a completed execution charges its
+    cores; the cost model's duration), e.g. for a face's per-execution device time."""
+    return _model(model, "nrt_get_model_info").duration_s
+
+
+def live_runtime() -> Runtime | None:
+    """The live runtime's opaque handle (what ``init`` returned), or None: a face may tag the objects it makes
+    with it and tell, by identity, whether the runtime they belong to is still the live one."""
+    return lifecycle.peek()
+
+
+def reset_process() -> None:
+    """Close the runtime and return to the never-initialised state, forget this process's fault state and
+    re-read the log settings from os.environ (test isolation: ``neuron_sim.testing.emulate``)."""
+    lifecycle.reset()
+    faults.reset()
+    nrtlog.configure(None)
+
+
+def save_references() -> Callable[[], None]:
+    """Snapshot the registry of numpy references (``register_reference``); calling the result puts it back."""
+    saved = references.snapshot()
+    return lambda: references.restore(saved)
+
+
+def injected_faults() -> list[tuple[str, int, str, int]]:
+    """The faults this process injected so far: (call, fault id, status name, device), oldest first."""
+    return list(faults.state().events)
+
+
+def fault_plan_changed(machine_dir: str | os.PathLike) -> None:
+    """This process changed the fault plan of the machine at ``machine_dir``: apply it now if this process's
+    runtime follows that machine (other processes see it at their next poll)."""
+    if faults.state().state_dir == Path(machine_dir):
+        faults.refresh()
 
 
 # ---- system trace and profile (nrt_sys_trace.h, nrt_profile.h; see runtime.trace) ---------------------------

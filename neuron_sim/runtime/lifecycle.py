@@ -87,7 +87,7 @@ def state() -> str:
 
 
 def reset() -> None:
-    """Close any runtime and return to the never-initialised state (neuron_sim.testing.emulate uses it)."""
+    """Close any runtime and return to the never-initialised state (interface.reset_process, for test isolation)."""
     global _ever_closed
     close()
     _ever_closed = False

@@ -42,7 +42,7 @@ def find_reference(name: str, uuid: str) -> Reference | None:
 
 
 def snapshot() -> dict[str, Reference]:
-    """A copy of the registry (neuron_sim.testing.emulate restores it on exit)."""
+    """A copy of the registry (interface.save_references: test harnesses restore it)."""
     with _lock:
         return dict(_references)
 

@@ -14,22 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from neuron_sim import nrtlog
 from neuron_sim.config.variables import CLOCKS
 from neuron_sim.hardware.select import DEFAULT_INSTANCE_TYPE
-from neuron_sim.runtime import faults, lifecycle, references
+from neuron_sim.runtime import interface
 from neuron_sim.testing.machine import EmulatedMachine
 
 #: variables the runtime reads: cleared on entry so nothing of the caller's environment leaks in
 PREFIXES = ("NEURON_RT_", "NEURON_SIM_", "NEURON_LOGICAL_NC_CONFIG", "NEURONCORE_GROUP_SIZES",
             "NEURON_PROCESS_TAG", "NEURON_FAIL_ON_NAN", "NEURON_SCRATCHPAD_PAGE_SIZE")
-
-
-def reset_process() -> None:
-    """Close this process's runtime and forget its fault state and log sinks."""
-    lifecycle.reset()
-    faults.reset()
-    nrtlog.configure(None)
 
 
 class emulate(contextlib.ContextDecorator):  # noqa: N801 - used like a function: with emulate(...), @emulate(...)
@@ -53,7 +45,7 @@ class emulate(contextlib.ContextDecorator):  # noqa: N801 - used like a function
         if self._saved is not None:
             raise RuntimeError("emulate(...) is already active; use a new emulate(...) for a nested block")
         self._saved = {k: v for k, v in os.environ.items() if k.startswith(PREFIXES)}
-        self._refs = references.snapshot()
+        self._restore_references = interface.save_references()
         self._tmp = None
         if self.given_state_dir is None:
             self._tmp = root = Path(tempfile.mkdtemp(prefix="neuron_sim-emulate-"))
@@ -68,19 +60,19 @@ class emulate(contextlib.ContextDecorator):  # noqa: N801 - used like a function
         for name in self._saved:
             del os.environ[name]
         os.environ.update(env)
-        reset_process()
+        interface.reset_process()
         return EmulatedMachine(self.instance_type or env.get("NEURON_SIM_INSTANCE_TYPE", DEFAULT_INSTANCE_TYPE), root, env)
 
     def __exit__(self, *exc: object) -> None:
         saved, self._saved = self._saved, None
         try:
-            lifecycle.reset()
-            faults.reset()
-        finally:
-            references.restore(self._refs)
+            self._restore_references()
             for name in [k for k in os.environ if k.startswith(PREFIXES)]:
                 del os.environ[name]
             os.environ.update(saved or {})
-            nrtlog.configure(None)
-            if self._tmp is not None:
-                shutil.rmtree(self._tmp, ignore_errors=True)
+        finally:
+            try:
+                interface.reset_process()     # closes the runtime; the log settings are the restored environment's
+            finally:
+                if self._tmp is not None:
+                    shutil.rmtree(self._tmp, ignore_errors=True)

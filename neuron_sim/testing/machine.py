@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neuron_sim.runtime import fault_store, faults
+from neuron_sim.runtime import fault_store, interface
 from neuron_sim.runtime.fault_plan import Fault, FaultPlanError, parse_fault, parse_plan
+from neuron_sim.runtime.faults import machine_state_dir
 
 
 class FaultPlan:
@@ -53,11 +54,10 @@ class FaultPlan:
     @property
     def injected(self) -> list[tuple[str, int, str, int]]:
         """The faults this process injected: (call, fault id, status name, device), oldest first."""
-        return list(faults.state().events)
+        return interface.injected_faults()
 
     def _refresh(self) -> None:
-        if faults.state().state_dir == self.machine_dir:
-            faults.refresh()
+        interface.fault_plan_changed(self.machine_dir)
 
 
 @dataclass
@@ -79,7 +79,7 @@ class EmulatedMachine:
     @property
     def machine_dir(self) -> Path:
         """Where the machine's lock files and fault plan live."""
-        return faults.machine_state_dir(self.environ())
+        return machine_state_dir(self.environ())
 
     @property
     def faults(self) -> FaultPlan:
