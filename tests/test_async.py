@@ -10,7 +10,8 @@ import pytest
 import neuron_sim
 from neuron_sim import nrt
 from neuron_sim.neff.builder import NeffBuilder
-from neuron_sim.runtime import lifecycle
+from neuron_sim.runtime import interface
+from neuron_sim.testing import pause_core
 
 
 def scale_neff(factor=3.0, duration=None, output_buffer_bytes=0, name="scale", nan=False) -> bytes:
@@ -29,7 +30,6 @@ def async_rt(monkeypatch):
         for k, v in env.items():
             monkeypatch.setenv(k, v)
         assert nrt.nrt_init() == 0
-        return lifecycle.peek()
     yield start
     nrt.nrt_close()
 
@@ -126,18 +126,15 @@ def test_thousands_of_requests_from_many_threads_fire_once_each_in_fifo_order(as
 
 
 def test_queue_full_leaves_queued_requests_alone(async_rt):
-    rt = async_rt(2)
+    async_rt(2)
     rec = Recorder()
     nrt.nrt_register_async_exec_callback(rec, None)
     model = nrt.nrt_load(scale_neff(), 0, -1)[1]
     reqs = [request(model, 0, float(i)) for i in range(3)]
-    rt.cores[0].lock.acquire()          # hold the core: nothing completes while we fill the queue
-    try:
-        assert nrt.nrt_execute(model, reqs[0][0], reqs[0][1]) == 0
-        assert nrt.nrt_execute(model, reqs[1][0], reqs[1][1]) == 0
-        assert nrt.nrt_execute(model, reqs[2][0], reqs[2][1]) == nrt.NRT_QUEUE_FULL
-    finally:
-        rt.cores[0].lock.release()
+    # in simulated time no request has ended yet: both stay in flight, whatever the runtime thread did
+    assert nrt.nrt_execute(model, reqs[0][0], reqs[0][1]) == 0
+    assert nrt.nrt_execute(model, reqs[1][0], reqs[1][1]) == 0
+    assert nrt.nrt_execute(model, reqs[2][0], reqs[2][1]) == nrt.NRT_QUEUE_FULL
     nrt.nrt_async_drain_queued_execs(0)
     assert [c[4] for c in rec.calls] == [0, 0]
     assert read_f32(reqs[0][3]).tolist() == [0.0] * 4 and read_f32(reqs[1][3]).tolist() == [3.0] * 4
@@ -145,15 +142,10 @@ def test_queue_full_leaves_queued_requests_alone(async_rt):
 
 
 def test_deep_queue_of_large_outputs_runs_out_of_device_memory(async_rt, capsys):
-    rt = async_rt(8)
+    async_rt(8)
     model = nrt.nrt_load(scale_neff(output_buffer_bytes=6 << 30, name="large_outputs"), 0, -1)[1]
     reqs = [request(model, 0) for _ in range(8)]
-    rt.cores[0].lock.acquire()
-    statuses = []
-    try:
-        statuses = [nrt.nrt_execute(model, ins, outs) for ins, outs, _, _ in reqs]
-    finally:
-        rt.cores[0].lock.release()
+    statuses = [nrt.nrt_execute(model, ins, outs) for ins, outs, _, _ in reqs]
     # a 32 GiB trn1 device: 5 requests of 6 GiB fit beside the runtime, the sixth does not
     assert statuses[:5] == [0] * 5 and statuses[5] == nrt.NRT_RESOURCE
     err = capsys.readouterr().err
@@ -166,23 +158,17 @@ def test_deep_queue_of_large_outputs_runs_out_of_device_memory(async_rt, capsys)
 def test_a_queue_of_three_fits_where_eight_does_not(async_rt):
     async_rt(3)
     model = nrt.nrt_load(scale_neff(output_buffer_bytes=6 << 30, name="large_outputs"), 0, -1)[1]
-    rt = lifecycle.peek()
     reqs = [request(model, 0) for _ in range(3)]
-    rt.cores[0].lock.acquire()
-    try:
-        assert [nrt.nrt_execute(model, i, o) for i, o, _, _ in reqs] == [0, 0, 0]
-    finally:
-        rt.cores[0].lock.release()
+    assert [nrt.nrt_execute(model, i, o) for i, o, _, _ in reqs] == [0, 0, 0]
     assert nrt.nrt_async_drain_queued_execs(0) == 0
 
 
 def test_reading_a_tensor_of_a_pending_request_waits_for_it(async_rt):
-    rt = async_rt(3)
+    async_rt(3)
     model = nrt.nrt_load(scale_neff(), 0, -1)[1]
     ins, outs, x, y = request(model, 0, 5.0)
     result = {}
-    rt.cores[0].lock.acquire()
-    try:
+    with pause_core(0):                 # the runtime thread runs nothing: the request stays pending
         assert nrt.nrt_execute(model, ins, outs) == 0
         reader = threading.Thread(target=lambda: result.setdefault("y", read_f32(y)))
         writer = threading.Thread(target=lambda: result.setdefault(
@@ -192,8 +178,6 @@ def test_reading_a_tensor_of_a_pending_request_waits_for_it(async_rt):
         reader.join(0.2)
         writer.join(0.2)
         assert reader.is_alive() and writer.is_alive()            # both wait: the request still uses them
-    finally:
-        rt.cores[0].lock.release()
     reader.join(10)
     writer.join(10)
     assert result["y"].tolist() == [15.0] * 4                     # no stale read
@@ -248,7 +232,7 @@ def test_registering_again_replaces_the_callback(async_rt):
 
 
 def test_close_and_unload_wait_for_pending_requests(async_rt):
-    rt = async_rt(3)
+    async_rt(3)
     rec = Recorder()
     nrt.nrt_register_async_exec_callback(rec, None)
     model = nrt.nrt_load(scale_neff(), 0, -1)[1]
@@ -263,12 +247,12 @@ def test_close_and_unload_wait_for_pending_requests(async_rt):
         assert nrt.nrt_execute(model2, ins, outs) == 0
     nrt.nrt_close()
     assert len(rec.calls) == 6 and all(c[4] == 0 for c in rec.calls)
-    assert rt.closed
+    assert interface.state() == "closed"
 
 
 def test_depth_above_hard_cap_is_clamped(async_rt, capsys):
-    rt = async_rt(100, NEURON_RT_LOG_LEVEL="WARN")
-    assert rt.async_queue.max_inflight == 63
+    async_rt(100, NEURON_RT_LOG_LEVEL="WARN")
+    assert interface.async_depth() == 63
     assert "above the runtime's limit of 63" in capsys.readouterr().err
 
 
@@ -280,7 +264,7 @@ def test_drain_of_a_bad_core_is_invalid(async_rt):
 def test_sync_mode_is_the_default(monkeypatch):
     monkeypatch.setenv("NEURON_SIM_INSTANCE_TYPE", "trn1.2xlarge")
     assert nrt.nrt_init() == 0
-    assert lifecycle.peek().async_queue is None
+    assert not interface.async_enabled()
     rec = Recorder()
     assert nrt.nrt_register_async_exec_callback(rec, None) == 0
     model = nrt.nrt_load(scale_neff(), 0, -1)[1]

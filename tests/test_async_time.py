@@ -191,3 +191,59 @@ def test_waiting_for_each_result_never_fills_the_queue(monkeypatch):
     for i in range(20):
         assert model.submit(x=np.full(4, float(i), np.float32)).result(timeout=10)["y"][0] == 3.0 * i
     assert rt.clock.now() == pytest.approx(0.02)
+
+
+def test_output_completion_timeout_is_simulated_time(monkeypatch):
+    """nrt_tensor_check_output_completion waits on the virtual clock: 3 requests of 1 s end at 1, 2 and 3 s."""
+    rt = start(monkeypatch, depth=4)
+    model = nrt.nrt_load(scale_neff(1.0), 0, -1)[1]
+    ins, outs = io(model, 0)
+    y = nrt.nrt_get_tensor_from_tensor_set(outs, "y")[1]
+    assert [nrt.nrt_execute(model, ins, outs) for _ in range(3)] == [0, 0, 0]
+    wall = time.monotonic()
+    steps = []
+    for timeout_us, expected in [(500_000, 1), (1_000_000, 2), (1_000_000, 2), (-1, 3), (0, 3), (3600_000_000, 4)]:
+        status = nrt.nrt_tensor_check_output_completion(y, timeout_us, expected)
+        steps.append((status, rt.clock.thread_now()))
+    assert steps == [(nrt.NRT_TIMEOUT, 0.5), (nrt.NRT_TIMEOUT, 1.5), (0, 2.0), (0, 3.0), (0, 3.0),
+                     (nrt.NRT_TIMEOUT, 3603.0)]
+    assert time.monotonic() - wall < 30            # an hour of simulated timeout costs no wall time
+    assert nrt.nrt_tensor_reset_output_completion(y) == 0
+    assert nrt.nrt_tensor_check_output_completion(y, 0, 1) == nrt.NRT_TIMEOUT
+    assert nrt.nrt_execute(model, ins, outs) == 0                   # runs 3603 .. 3604
+    assert nrt.nrt_tensor_check_output_completion(y, -1, 1) == 0
+    assert rt.clock.thread_now() == 3604.0
+    assert nrt.nrt_async_drain_queued_execs(0) == 0
+
+
+def test_output_completion_without_timeout_waits_for_a_later_submission(monkeypatch):
+    """A negative timeout waits for a request another thread submits later; the caller's time is its end."""
+    rt = start(monkeypatch, depth=4)
+    model = nrt.nrt_load(scale_neff(1.0), 0, -1)[1]
+    ins, outs = io(model, 0)
+    y = nrt.nrt_get_tensor_from_tensor_set(outs, "y")[1]
+    got = {}
+    waiter = threading.Thread(target=lambda: got.update(
+        status=nrt.nrt_tensor_check_output_completion(y, -1, 1), at=rt.clock.thread_now()))
+    waiter.start()
+    time.sleep(0.05)
+    assert nrt.nrt_execute(model, ins, outs) == 0
+    waiter.join(timeout=30)
+    assert got == {"status": 0, "at": 1.0}
+
+
+def test_completion_history_stays_bounded(monkeypatch):
+    """Thousands of requests on one output tensor keep a bounded list of ends; old counts still answer."""
+    from neuron_sim.runtime.async_exec import COMPLETION_HISTORY
+    rt = start(monkeypatch, depth=2)
+    model = nrt.nrt_load(scale_neff(1.0), 0, -1)[1]
+    ins, outs = io(model, 0)
+    y = nrt.nrt_get_tensor_from_tensor_set(outs, "y")[1]
+    n = 3 * COMPLETION_HISTORY
+    for i in range(n):
+        assert nrt.nrt_execute(model, ins, outs) == 0
+        assert nrt.nrt_tensor_check_output_completion(y, -1, i + 1) == 0       # waits for the request's end
+        assert rt.clock.thread_now() == float(i + 1)
+    assert len(y.completion_ends) <= 2 * COMPLETION_HISTORY + 1
+    assert nrt.nrt_tensor_check_output_completion(y, 0, 1) == 0             # reached long ago
+    assert nrt.nrt_tensor_check_output_completion(y, 0, n + 1) == nrt.NRT_TIMEOUT

@@ -401,7 +401,8 @@ def test_plan_file_is_written_atomically_and_not_through_symlinks(machine, tmp_p
 # ---- the trigger state machine, without a runtime ------------------------------------------------------
 def _fake_cores(device: int = 0, core: int = 0):
     from types import SimpleNamespace
-    return (SimpleNamespace(vnc=core, core=SimpleNamespace(device=device, global_id=core, local_id=core)),)
+    return (SimpleNamespace(vnc=core, core=SimpleNamespace(device=device, global_id=core, local_id=core),
+                            count_failure=lambda status: None),)
 
 
 def _failing_calls(fault, n: int) -> list[int]:

@@ -86,5 +86,5 @@ def test_out_of_bounds_index_is_nrt_exec_oob_and_the_runtime_carries_on(tmp_path
     assert run([0, -1, 0]) == nrt.NRT_EXEC_OOB                      # negative: unsigned on the device
     assert run([1, 2, 3]) == nrt.NRT_SUCCESS                        # the core is not left locked
     stats = lifecycle.peek().cores[0].stats
-    assert stats["oob_error"] == 2 and stats["completed"] == 2
+    assert stats["completed_with_err"] == 2 and stats["completed"] == 2
     nrt.nrt_close()

@@ -111,3 +111,26 @@ def test_valid_configs_round_trip(metrics, period):
     config = parse_config({"period": period, "neuron_runtimes": [
         {"tag_filter": ".*", "metrics": [{"type": m} for m in metrics]}]})
     assert config.neuron_runtimes[0].metrics == tuple(dict.fromkeys(metrics))
+
+
+def test_injected_faults_count_once_per_period_in_their_category():
+    """Execute faults with a hardware status are in completed_with_err and move from generic to hardware;
+    a failed load or allocation is a runtime error; a second record reports only the period's new faults."""
+    sampler = Sampler(build_machine("trn1.2xlarge"), MonitorConfig(period_s=1.0), last_time=0.0)
+
+    def faulty(published_at, with_err, injected):
+        r = record(published_at, 0.0, 5, [], 0)
+        r["cores"][0]["counters"]["completed_with_err"] = with_err          # 1 OOB + the hardware faults
+        r["injected_faults"] = [{"call": c, "status": s, "count": n} for c, s, n in injected]
+        return r
+
+    first = sampler.sample([faulty(101.0, 3, [("execute", "NRT_EXEC_HW_ERR_NC_UE", 2),
+                                              ("load", "NRT_RESOURCE", 1)])], now=0.5)
+    errors = first["neuron_runtime_data"][0]["report"]["execution_stats"]["error_summary"]
+    assert errors == {"generic": 1, "numerical": 0, "transient": 1, "model": 0, "runtime": 1, "hardware": 2}
+    second = sampler.sample([faulty(102.0, 4, [("execute", "NRT_EXEC_HW_ERR_NC_UE", 2), ("load", "NRT_RESOURCE", 1),
+                                               ("tensor_allocate", "NRT_HW_ERROR", 1)])], now=1.5)
+    stats = second["neuron_runtime_data"][0]["report"]["execution_stats"]
+    assert stats["error_summary"] == {"generic": 1, "numerical": 0, "transient": 0, "model": 0, "runtime": 0,
+                                      "hardware": 1}
+    assert stats["execution_summary"]["completed_with_err"] == 1

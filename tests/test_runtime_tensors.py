@@ -200,8 +200,6 @@ def test_output_completion_counter(rt):
     t = alloc(4)
     assert nrt.nrt_tensor_check_output_completion(t, 0, 0) == 0
     assert nrt.nrt_tensor_check_output_completion(t, 1000, 1) == nrt.NRT_TIMEOUT
-    t.completions = 3
-    assert nrt.nrt_tensor_check_output_completion(t, 0, 3) == 0
-    assert nrt.nrt_tensor_reset_output_completion(t) == 0 and t.completions == 0
+    assert nrt.nrt_tensor_reset_output_completion(t) == 0     # counts reached by executions: test_async_time.py
     assert nrt.nrt_tensor_check_output_completion(None, 0, 0) == nrt.NRT_INVALID
     assert nrt.nrt_tensor_reset_output_completion(None) == nrt.NRT_INVALID

@@ -202,3 +202,57 @@ def test_percentiles_nearest_rank():
     p = percentiles([float(i) for i in range(1, 101)])
     assert list(p) == ["p0", "p1", "p100", "p25", "p50", "p75", "p99"]
     assert (p["p0"], p["p1"], p["p25"], p["p50"], p["p99"], p["p100"]) == (1.0, 1.0, 25.0, 50.0, 99.0, 100.0)
+
+
+FAULTY_WORKER = """
+import json, os, sys
+import numpy as np
+from neuron_sim import nrt
+assert nrt.nrt_init() == 0
+model = nrt.nrt_load(open(sys.argv[1], "rb").read(), 0, -1)[1]
+first = nrt.nrt_tensor_allocate(0, 0, 256, "x")[0]                 # the plan fails the first allocation
+x, y = nrt.nrt_tensor_allocate(0, 0, 256, "x")[1], nrt.nrt_tensor_allocate(0, 0, 40, "y")[1]
+nrt.nrt_tensor_write(x, np.ones((1, 64), np.float32), 0, 256)
+_, ins = nrt.nrt_allocate_tensor_set(); _, outs = nrt.nrt_allocate_tensor_set()
+nrt.nrt_add_tensor_to_tensor_set(ins, "x", x); nrt.nrt_add_tensor_to_tensor_set(outs, "y", y)
+statuses = [first] + [nrt.nrt_execute(model, ins, outs) for _ in range(6)]
+os.write(1, (json.dumps(statuses) + "\\n").encode())
+while os.read(0, 4096):
+    pass
+"""
+FAULT_PLAN = [{"call": "tensor_allocate", "nth": 1}, {"call": "execute", "status": "NRT_EXEC_HW_ERR_HBM_UE", "nth": 2},
+              {"call": "execute", "status": "NRT_TIMEOUT", "nth": 4},
+              {"call": "execute", "status": "NRT_EXEC_COMPLETED_WITH_NUM_ERR", "nth": 5}]
+
+
+def test_injected_faults_in_the_error_and_execution_summaries(tmp_path, machine_env):
+    """A real process with a fault plan: neuron-monitor counts each failed call once, in the right category."""
+    config = tmp_path / "monitor.json"
+    config.write_text(json.dumps(CONFIG))
+    env = dict(machine_env, NEURON_SIM_FAULTS=json.dumps(FAULT_PLAN), NEURON_PROCESS_TAG="faulty")
+    worker = spawn([sys.executable, "-c", FAULTY_WORKER, str(TESTS.parent / "neffs" / "mlp_trn1.neff")], env)
+    monitor = None
+    try:
+        statuses = Lines(worker).next()
+        assert statuses == [4, 0, 1201, 0, 5, 1003, 0]   # RESOURCE; HBM UE, TIMEOUT, NUM_ERR on executes 2, 4, 5
+        monitor = spawn([sys.executable, "-m", "neuron_sim.cli.monitor", "-c", str(config)], machine_env)
+        lines = Lines(monitor)
+        summary, errors = {}, {}
+        for _ in range(10):
+            for entry in lines.next()["neuron_runtime_data"]:
+                assert entry["neuron_runtime_tag"] == "faulty" and entry["pid"] == worker.pid
+                stats = entry["report"]["execution_stats"]
+                for name, n in stats["execution_summary"].items():
+                    summary[name] = summary.get(name, 0) + n
+                for name, n in stats["error_summary"].items():
+                    errors[name] = errors.get(name, 0) + n
+            if summary.get("completed") == 3:
+                break
+    finally:
+        for proc in (worker, monitor):
+            if proc is not None:
+                proc.kill()
+                proc.wait(10)
+    assert summary == {"completed": 3, "completed_with_err": 1, "completed_with_num_err": 1, "timed_out": 1,
+                       "incorrect_input": 0, "failed_to_queue": 0}
+    assert errors == {"generic": 0, "numerical": 1, "transient": 1, "model": 0, "runtime": 1, "hardware": 1}

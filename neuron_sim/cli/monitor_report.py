@@ -11,7 +11,9 @@ Decisions where the spec is silent:
   scratchpad → model_shared_scratchpad, runtime microcode and DMA rings → runtime_memory, tensors and async
   output reservations → tensors, so the categories of a core add up to ``nrt_get_vnc_memory_stats``'s use;
 - ``error_summary``: completed_with_num_err → numerical, timed_out and failed_to_queue → transient,
-  incorrect_input → model, completed_with_err → generic; runtime and hardware errors are not emulated (0);
+  incorrect_input → model, completed_with_err → generic; calls the fault plan failed with a hardware status
+  (HBM/NC UE, DMA abort, unrecoverable unit, a device off the bus) → hardware, its failed loads, tensor
+  allocations and other non-execute calls → runtime; a failed execution counts in one category only;
 - host memory: the process's resident set as application_memory (host tensors are not accounted);
 - a latency group with no execution in the period is ``null``; percentiles are nearest-rank.
 """
@@ -106,6 +108,18 @@ def _group(period: float, body: dict[str, Any]) -> dict[str, Any]:
     return {"period": round(period, 9), **body, "error": ""}
 
 
+HARDWARE_STATUSES = frozenset({"NRT_EXEC_HW_ERR_HBM_UE", "NRT_EXEC_HW_ERR_NC_UE", "NRT_EXEC_HW_ERR_DMA_ABORT",
+                               "NRT_EXEC_UNIT_UNRECOVERABLE", "NRT_HW_ERROR"})
+
+
+def _injected(record: dict, prev: dict | None) -> dict[tuple[str, str], int]:
+    """Calls the fault plan failed in the period, by (call, status)."""
+    def totals(r: dict | None) -> dict[tuple[str, str], int]:
+        return {(e["call"], e["status"]): int(e["count"]) for e in (r or {}).get("injected_faults", [])}
+    before = totals(prev)
+    return {k: n - before.get(k, 0) for k, n in totals(record).items() if n > before.get(k, 0)}
+
+
 def _execution_stats(record: dict, prev: dict | None, period: float) -> dict[str, Any]:
     counts = dict.fromkeys(COUNTERS, 0)
     before = {c["core"]: c["counters"] for c in prev["cores"]} if prev else {}
@@ -116,11 +130,18 @@ def _execution_stats(record: dict, prev: dict | None, period: float) -> dict[str
     latency = record.get("latency", {})
     fresh = int(latency.get("count", 0)) - (int(prev.get("latency", {}).get("count", 0)) if prev else 0)
     recent = latency.get("recent", [])[-fresh:] if fresh > 0 else []
+    hardware = execute_hardware = runtime = 0
+    for (call, status), n in _injected(record, prev).items():
+        if status in HARDWARE_STATUSES:
+            hardware += n
+            execute_hardware += n if call == "execute" else 0
+        elif call != "execute":         # injected execute timeouts and numerical errors are in the counters
+            runtime += n
     return _group(period, {
         "error_summary": {
-            "generic": counts["completed_with_err"], "numerical": counts["completed_with_num_err"],
+            "generic": counts["completed_with_err"] - execute_hardware, "numerical": counts["completed_with_num_err"],
             "transient": counts["timed_out"] + counts["failed_to_queue"], "model": counts["incorrect_input"],
-            "runtime": 0, "hardware": 0,
+            "runtime": runtime, "hardware": hardware,
         },
         "execution_summary": counts,
         "latency_stats": {

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from bisect import insort
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -46,9 +47,11 @@ from neuron_sim.runtime import trace
 from neuron_sim.runtime.core import CoreState, Runtime
 from neuron_sim.runtime.execution import Prepared, prepare, run, schedule
 from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
+from neuron_sim.runtime.tensors import Tensor
 from neuron_sim.status import NrtError, NrtStatus, status_name
 
 HARD_CAP = 63
+COMPLETION_HISTORY = 1024       # completion ends kept per tensor for waits on counts reached long ago
 
 Callback = Callable[[Any, int, int, int, int], Any]
 
@@ -219,8 +222,10 @@ class AsyncQueue:
                         t.ready_at = end
                 for t in req.out_tensors:
                     t.pending += 1
+                    _expect_completion(t, end)
                     if end > t.ready_at:
                         t.ready_at = end
+                rt.tensor_cv.notify_all()       # a completion wait may now know when it ends
             job = Request(next(self.jobs), req, reservation, on_done)
             q.inflight += 1
             q.items.append(job)
@@ -340,6 +345,22 @@ class AsyncQueue:
                 self._retire(q, float("inf"))
             q.thread.join()
         self.queues.clear()
+
+
+def _expect_completion(t: Tensor, end: float) -> None:
+    """Record when the request just accepted bumps ``t``'s completion counter (caller holds tensor_cv).
+
+    Ends of counts reached long ago are dropped beyond COMPLETION_HISTORY: a wait for one of them moves the
+    caller to the latest dropped end, so the list stays bounded however many requests use the tensor.
+    """
+    ends = t.completion_ends
+    insort(ends, end)
+    done = t.completions - t.completion_base
+    if done > 2 * COMPLETION_HISTORY:
+        drop = done - COMPLETION_HISTORY
+        t.completion_floor = ends[drop - 1]
+        del ends[:drop]
+        t.completion_base += drop
 
 
 def _closing() -> NrtError:

@@ -31,6 +31,10 @@ from neuron_sim.status import NrtError, NrtStatus
 HOST_TENSOR_LIMIT = 4 << 20      # deprecated HOST placement: DMA-able host memory, at most 4 MB
 TENSOR_SIZE_LIMIT = 4 << 30      # nrt_tensor_allocate does not support 4 GB or more (known issue)
 
+# a failed execution's counter by status; every other failure (hardware errors, OOB, ...) is completed_with_err
+FAILED_EXECUTION_COUNTERS = {NrtStatus.TIMEOUT: "timed_out", NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR:
+                             "completed_with_num_err", NrtStatus.INVALID: "incorrect_input"}
+
 
 class CoreState:
     """Per logical core of this process: execution lock, simulated timeline, counters."""
@@ -46,6 +50,10 @@ class CoreState:
         self.scratchpad = None           # Allocation of the shared scratchpad
         self.stats = {"completed": 0, "completed_with_num_err": 0, "timed_out": 0, "incorrect_input": 0,
                       "completed_with_err": 0, "device_time_s": 0.0}
+
+    def count_failure(self, status: NrtStatus) -> None:
+        """Count an execution that failed with ``status`` under its neuron-monitor execution_summary counter."""
+        self.stats[FAILED_EXECUTION_COUNTERS.get(status, "completed_with_err")] += 1
 
 
 class Runtime:
@@ -231,11 +239,43 @@ class Runtime:
         t.drop_views()
 
     def wait_completions(self, t: Tensor, expected: int, timeout_s: float | None, function: str) -> None:
-        """Block until the tensor's output completion counter reaches ``expected``; NRT_TIMEOUT after ``timeout_s``."""
+        """Block until the tensor's output completion counter reaches ``expected``; NRT_TIMEOUT after ``timeout_s``.
+
+        The timeout is simulated time, as for every wait (wall time on the real clock): the counter reaches
+        ``expected`` at the simulated end of the request that brings it there; the caller's time moves to that
+        end, or to its deadline when that end is later or no accepted request can reach ``expected``.
+        """
+        if self.clock.kind == "real":
+            with self.tensor_cv:
+                if self.tensor_cv.wait_for(lambda: t.completions >= expected, timeout=timeout_s):
+                    return
+            raise self._completion_timeout(t, expected, function)
+        deadline = float("inf") if timeout_s is None else self.clock.thread_now() + timeout_s
+        if expected <= 0:
+            return
         with self.tensor_cv:
-            if not self.tensor_cv.wait_for(lambda: t.completions >= expected, timeout=timeout_s):
-                raise fail(NrtStatus.TIMEOUT, "NRT", function,
-                           f"Tensor '{t.name}' completion counter {t.completions} did not reach {expected}")
+            ends = t.completion_ends
+            while len(ends) < expected - t.completion_base and deadline == float("inf"):
+                self.tensor_cv.wait()      # no timeout: wait for requests another thread has yet to submit
+            index = expected - t.completion_base
+            when = t.completion_floor if index <= 0 else ends[index - 1] if len(ends) >= index else None
+            if when is not None and when <= deadline:
+                self.clock.wait_until(when)
+                self.tensor_cv.wait_for(lambda: t.completions >= expected)   # the runtime thread catches up
+                return
+        self.clock.wait_until(deadline)
+        raise self._completion_timeout(t, expected, function)
+
+    def reset_completions(self, t: Tensor) -> None:
+        """Counter back to 0; requests still running count from 0 again (their ends are kept)."""
+        with self.tensor_cv:
+            del t.completion_ends[:t.completions - t.completion_base]
+            t.completions = t.completion_base = 0
+
+    @staticmethod
+    def _completion_timeout(t: Tensor, expected: int, function: str) -> NrtError:
+        return fail(NrtStatus.TIMEOUT, "NRT", function,
+                    f"Tensor '{t.name}' completion counter {t.completions} did not reach {expected}")
 
     def wait_idle(self, t: Tensor) -> None:
         """Block while a pending async request uses the tensor (no stale reads, no torn writes).

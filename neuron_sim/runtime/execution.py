@@ -179,7 +179,7 @@ def _timeout(model: Model, timeout: float) -> NrtError:
 
 def _out_of_bounds(model: Model, exc: OutOfBoundsAccess) -> NrtError:
     """NRT_EXEC_OOB: an indirect load of the model left its tensor (the outputs are not complete)."""
-    model.cores[0].stats["oob_error"] = model.cores[0].stats.get("oob_error", 0) + 1
+    model.cores[0].count_failure(NrtStatus.EXEC_OOB)
     core = model.cores[0].core
     nrtlog.error("TDRV", "generate_custom_notification_msg",
                  f"nd{core.device}:nc{core.local_id}:h_model.id{model.id}: Received notification generated at "

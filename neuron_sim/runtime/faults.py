@@ -54,6 +54,7 @@ class Injector:
         self.triggers: dict[str, _Trigger] = {}
         self.lost: dict[int, Fault] = {}           # device index -> the fault that took it off the bus
         self.events: deque[tuple[str, int, str, int]] = deque(maxlen=1024)   # (call, fault id, status, device)
+        self.totals: dict[tuple[str, str], int] = {}   # (call, status) -> calls the plan failed since nrt_init
         self.state_dir: Path | None = None
         self.signature: tuple[int, int, int] | None = None
         self.generation: int | None = None
@@ -98,6 +99,7 @@ class Injector:
             for cs in cores:
                 fault = self.lost.get(cs.core.device)
                 if fault is not None:
+                    self._failed(call, NrtStatus.HW_ERROR, cores)
                     raise _device_unavailable(call, cs, fault)
         planned = self.by_call.get(call, ())
         if call in DEVICE_CALLS:
@@ -112,12 +114,23 @@ class Injector:
         device = cores[0].core.device if cores else -1
         if tripped.call != "device_lost":
             self.events.append((call, tripped.id, "NRT_" + tripped.status.name, device))
+            self._failed(call, tripped.status, cores)
             raise _inject(tripped, call, cores, neff)
         hit = next(cs for cs in cores if cs.core.device == tripped.device)
         self.lost[tripped.device] = tripped
         self.events.append((call, tripped.id, "NRT_HW_ERROR", tripped.device))
+        self._failed(call, NrtStatus.HW_ERROR, cores)
         _publish()
         raise _device_fell_off(call, hit, tripped)
+
+    def _failed(self, call: str, status: NrtStatus, cores: Sequence[Any]) -> None:
+        """Count a call the plan failed (published for neuron-monitor's error summary); a failed execute
+        also counts in its core's execution counters."""
+        key = (call, "NRT_" + status.name)
+        with self.lock:
+            self.totals[key] = self.totals.get(key, 0) + 1
+        if call == "execute" and cores:
+            cores[0].count_failure(status)
 
     def _count(self, f: Fault, may_trip: bool) -> bool:
         """Count one matching call; True when the fault fails it (``may_trip`` False: only count)."""
@@ -172,6 +185,7 @@ def start(rt: Any) -> None:
         nrtlog.error("NRT", "nrt_init", msg)
         raise NrtError(NrtStatus.INVALID, msg) from None
     _state.env_faults = tuple(_stable_uid(f) for f in env_faults)
+    _state.totals = {}                   # published per runtime: counts since this nrt_init
     if config.reset_cores and _state.lost:
         nrtlog.info("NRT", "nrt_init", f"Resetting Neuron device(s) {sorted(_state.lost)} (NEURON_RT_RESET_CORES)")
         _state.lost.clear()

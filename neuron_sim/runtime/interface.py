@@ -32,11 +32,12 @@ State owned here: none; it routes to the modules that own it.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from concurrent.futures import Future
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -65,7 +66,7 @@ __all__ = [
     "reset_output_completion", "numpy_dtype_of",
     "tensor_set_allocate", "tensor_set_destroy", "tensor_set_add", "tensor_set_get", "tensor_set_of",
     "execute", "execute_status", "execute_repeat", "execute_now", "run_arrays", "submit", "submit_arrays", "async_enabled", "async_depth",
-    "register_callback",
+    "register_callback", "pause_core",
     "drain", "memory_stats", "memory_by_category", "format_bytes",
     "model_execution_time_s", "live_runtime", "reset_process", "save_references", "injected_faults", "fault_plan_changed",
     "SysTraceConfig", "SysTraceFetchOptions", "sys_trace_config_new", "sys_trace_config_defaults",
@@ -477,7 +478,7 @@ def reset_output_completion(tensor: Any) -> None:
     rt = _live(fn)
     if tensor is None:
         raise fail(NrtStatus.INVALID, "NRT", fn, "NULL tensor")
-    rt.check_tensor(tensor, fn).completions = 0
+    rt.reset_completions(rt.check_tensor(tensor, fn))
 
 
 # ---- tensor sets ----------------------------------------------------------------------------------------
@@ -606,6 +607,15 @@ def async_depth() -> int:
     """The per-core in-flight limit in effect (0 when async execution is off)."""
     q = _live("nrt_execute").async_queue
     return 0 if q is None else q.max_inflight
+
+
+@contextlib.contextmanager
+def pause_core(vnc: int) -> Iterator[None]:
+    """Hold NeuronCore ``vnc``'s execution lock for the block: its runtime thread runs nothing (in wall time),
+    so accepted requests stay pending — to test code that waits on a pending request."""
+    rt = _live("pause_core")
+    with rt.core_state(vnc, "pause_core").lock:
+        yield
 
 
 def register_callback(callback: Callable[..., Any] | None, params: Any = None) -> None:

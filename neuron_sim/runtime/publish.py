@@ -2,7 +2,8 @@
 
 The record says what neuron-ls, neuron-monitor and neuron-top show: pid, command, NEURON_PROCESS_TAG, runtime
 version, cores held, loaded models with their device memory, device memory by category per core, the per-core
-execution counters and simulated busy time, recent latencies and the process's CPU time. A ``Publisher`` thread
+execution counters and simulated busy time, recent latencies, the calls the fault plan failed and the process's
+CPU time. A ``Publisher`` thread
 rewrites it (temp file + rename, never following a symlink, never outside the state directory) every
 ``SLOW_INTERVAL_S``, or every ``FAST_INTERVAL_S`` while a monitor holds ``monitor.lock``. The execute path
 only appends one latency sample to a bounded deque and bumps counters it already kept.
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from neuron_sim import nrtlog
+from neuron_sim.runtime import faults
 from neuron_sim.runtime.holder_records import process_command, process_start_time
 from neuron_sim.runtime.models import loaded as models_of
 from neuron_sim.runtime.lockfiles import LockFile, ensure_state_dir, is_held, try_lock_exclusive
@@ -104,6 +106,8 @@ def snapshot(rt: Any, identity: dict[str, Any], latency: dict[str, Any]) -> dict
         "cores": cores,
         "models": models,
         "latency": latency,
+        "injected_faults": [{"call": call, "status": status, "count": n}
+                            for (call, status), n in sorted(faults.state().totals.items())],
     }
 
 

@@ -75,7 +75,7 @@ class Tensor:
     """An nrt_tensor_t: a window [offset, offset+size) of a Storage on a NeuronCore or in host memory."""
 
     __slots__ = ("name", "placement", "core", "vnc", "size", "offset", "storage", "freed", "pending",
-                 "completions", "ready_at", "_views", "__weakref__")
+                 "completions", "completion_ends", "completion_base", "completion_floor", "ready_at", "_views", "__weakref__")
 
     def __init__(self, name: str, placement: Placement, core: LogicalCore | None, vnc: int,
                  size: int, storage: Storage | None, offset: int = 0) -> None:
@@ -89,6 +89,9 @@ class Tensor:
         self.freed = False
         self.pending = 0          # async requests that still use this tensor
         self.completions = 0      # output completion counter (nrt_tensor_check_output_completion)
+        self.completion_ends: list[float] = []   # sorted simulated ends of requests from count completion_base on
+        self.completion_base = 0                 # counts below this were dropped from completion_ends ...
+        self.completion_floor = 0.0              # ... and were all reached by this simulated time
         self.ready_at = 0.0       # simulated end of the last async request using this tensor
         self._views: dict = {}
 

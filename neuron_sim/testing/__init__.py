@@ -5,7 +5,8 @@ registered through the ``pytest11`` entry point).
 from __future__ import annotations
 
 from neuron_sim.runtime.fault_plan import Fault, FaultPlanError
+from neuron_sim.runtime.interface import pause_core
 from neuron_sim.testing.emulate import emulate
 from neuron_sim.testing.machine import EmulatedMachine, FaultPlan
 
-__all__ = ["EmulatedMachine", "Fault", "FaultPlan", "FaultPlanError", "emulate"]
+__all__ = ["EmulatedMachine", "Fault", "FaultPlan", "FaultPlanError", "emulate", "pause_core"]

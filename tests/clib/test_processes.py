@@ -1,6 +1,7 @@
 """The library across processes: a ctypes client, core contention with Python processes, neuron-sim run/env."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -139,3 +140,19 @@ def test_env_prints_the_same_settings_for_eval(cli_env, libnrt, tmp_path):
                            "--state-dir", str(state)], env=cli_env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"inf2.xlarge|{state}|{libnrt}"
+
+
+def test_run_puts_the_look_alike_tools_first_on_path(cli_env, libnrt, tmp_path):
+    """``neuron-sim run -- neuron-ls -j`` finds the tool with only the system PATH and shows the chosen machine."""
+    env = {**cli_env, "PATH": "/usr/bin:/bin"}                       # no virtual environment's bin on PATH
+    proc = subprocess.run([*CLI, "run", "--instance-type", "inf2.xlarge", "--state-dir", str(tmp_path / "s"), "--",
+                           "neuron-ls", "-j"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    devices = json.loads(proc.stdout)
+    assert [(d["neuron_device"], d["nc_count"], d["memory_size"]) for d in devices] == [(0, 2, 32 * 2**30)]
+    listed = subprocess.run([*CLI, "run", "--", "sh", "-c",
+                             "for t in neuron-ls neuron-monitor neuron-top; do command -v $t; done"],
+                            env=env, capture_output=True, text=True)
+    assert listed.stdout.split() == [str(libnrt / "bin" / t) for t in ("neuron-ls", "neuron-monitor", "neuron-top")]
+    shell = subprocess.run([*CLI, "env", "--shell"], env=env, capture_output=True, text=True)
+    assert f"export PATH={libnrt / 'bin'}:/usr/bin:/bin\n" in shell.stdout
