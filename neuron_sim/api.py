@@ -111,9 +111,11 @@ class Model:
         return rt.execute_now(self.handle, _tensor_set(inputs), _tensor_set(outputs))
 
     def submit(self, inputs: Mapping[str, Any] | None = None, /, *, block: bool = False, **arrays: Any) -> Future:
-        """Async mode: enqueue one execution and return a Future of its outputs (NrtError on failure).
+        """Enqueue one execution and return a Future of its outputs (NrtError on failure): on the legacy async
+        queue with NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS > 0, else on the core's COMPUTE execution unit
+        (the explicit async API, 64 in flight).
 
-        When NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS requests of the core are in flight, raises
+        When the queue's limit of requests of the core are in flight, raises
         ``NrtError(NRT_QUEUE_FULL)`` at once, or with ``block=True`` waits for the oldest to end. Inputs
         go as keywords or as a mapping (for an input named ``block``). ``result()`` also waits in
         simulated time for the request's end.

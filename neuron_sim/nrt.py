@@ -363,6 +363,71 @@ def nrt_async_drain_queued_execs(vnc: int) -> None:
     rt.drain(vnc)
 
 
+# ---- nrt_async.h: the explicit async API (2.29+ "NRTA 3.0") ---------------------------------------------
+# The caller's ``NRT_STATUS *ret`` is an ``nrta_status_t`` object: ``ret.value`` is None while the operation
+# is pending and its final status once it completed (``ret.done``; ``ret.wait()`` blocks for it). Sequence
+# ids come back after the preparation status: ``status, seq = nrta_tensor_write(t, buf, 0, n, 0, ret)``.
+NRTA_XU_TENSOR_OP, NRTA_XU_COMPUTE, NRTA_XU_COLLECTIVES, NRTA_XU_TYPE_NUM = 0, 1, 2, 3
+NRTA_SEQ_NUM_MAX = (1 << 48) - 1
+nrta_status_t = rt.CompletionStatus
+
+
+def NRTA_SEQ_GET_SEQ_NUM(seq: int) -> int:  # noqa: N802 - the C macro's name
+    return seq & NRTA_SEQ_NUM_MAX
+
+
+def NRTA_SEQ_GET_XU_ID(seq: int) -> int:  # noqa: N802
+    return seq >> 48
+
+
+@_pair
+def nrta_tensor_write(tensor: Any, buf: Any, offset: int, size: int, queue: int, ret: Any) -> int:
+    """Enqueue host -> device on the tensor's TENSOR_OP queue ``queue``; ``ret`` gets the final status."""
+    return rt.async_tensor_write(tensor, buf, offset, size, queue, ret)
+
+
+@_pair
+def nrta_tensor_read(buf: Any, tensor: Any, offset: int, size: int, queue: int, ret: Any) -> int:
+    """Enqueue device -> host (buffer first); ``buf`` holds the bytes once ``ret`` is written."""
+    return rt.async_tensor_read(buf, tensor, offset, size, queue, ret)
+
+
+@_pair
+def nrta_tensor_copy(src: Any, src_offset: int, dst: Any, dst_offset: int, size: int, queue: int,
+                     ret: Any) -> int:
+    """Enqueue a same-core device copy on TENSOR_OP queue ``queue``."""
+    return rt.async_tensor_copy(src, src_offset, dst, dst_offset, size, queue, ret)
+
+
+@_pair
+def nrta_execute_schedule(model: Any, input_set: Any, output_set: Any, queue: int, ret: Any) -> int:
+    """Enqueue an execution on the model's COMPUTE queue (0); the status covers preparation only."""
+    return rt.async_execute(model, input_set, output_set, queue, ret)
+
+
+@_pair
+def nrta_is_completed(seq: int) -> bool:
+    return rt.async_is_completed(seq)
+
+
+@_pair
+def nrta_get_sequence(lnc: int, xu: int, queue: int) -> int:
+    """The last completed sequence id of the XU queue."""
+    return rt.async_last_sequence(lnc, xu, queue)
+
+
+@_status
+def nrta_event_register_seq_id_completion(seq: int, eventfd: int) -> None:
+    """``eventfd`` (os.eventfd) becomes readable when ``seq`` completes."""
+    rt.async_notify_seq(seq, eventfd)
+
+
+@_status
+def nrta_event_register_xu_completion(lnc: int, xu: int, queue: int, eventfd: int) -> None:
+    """``eventfd`` counts every completion on the XU queue; -1 unregisters."""
+    rt.async_notify_xu(lnc, xu, queue, eventfd)
+
+
 # ---- system trace (nrt_sys_trace.h) and profile (nrt_profile.h) -------------------------------------------
 # The functions C declares void return the status here too, as every function of this face does.
 @_pair

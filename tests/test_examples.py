@@ -112,3 +112,14 @@ def test_examples_leave_no_state_directory_behind(tmp_path, example):
     r = run([f"examples/{example}"], tmp_path, own_state=True)
     assert r.returncode == 0, r.stderr
     assert not list(tmp_path.glob("neuron_sim_example_*"))
+
+
+def test_nrta_double_buffering_beats_the_synchronous_loop(tmp_path):
+    r = run(["examples/nrta_double_buffering.py", "5"], tmp_path, NEURON_SIM_INSTANCE_TYPE="trn1.2xlarge")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "synchronous loop: 5 batches in" in lines[0] and "outputs equal numpy" in lines[0]
+    assert "double-buffered loop: 5 batches in" in lines[1] and "outputs equal numpy" in lines[1]
+    speed_up = float(lines[2].split(": ")[1].rstrip("x"))
+    assert speed_up > 1.5, r.stdout
+    assert "Hazard" not in r.stderr

@@ -160,7 +160,8 @@ def test_non_finite_float64_is_passed_through_not_refused(model):
 
 
 # ---- every flat function, any argument ----------------------------------------------------------------
-FLAT = sorted(name for name, fn in vars(nrt).items() if name.startswith("nrt_") and not name.endswith("_t") and callable(fn)
+FLAT = sorted(name for name, fn in vars(nrt).items() if name.startswith(("nrt_", "nrta_")) and not name.endswith("_t")
+              and callable(fn)
               and name not in ("nrt_init", "nrt_close"))
 OTHER_RESULTS = {"nrt_tensor_get_size": int, "nrt_get_status_as_str": str, "nrt_tensor_get_va": (int, type(None)),
                  "nrt_tensor_free": type(None), "nrt_destroy_tensor_set": type(None)}
@@ -184,7 +185,8 @@ def test_every_flat_function_answers_every_argument_with_a_status(flat, capsys, 
     params = inspect.signature(fn).parameters.values()
     required = sum(p.default is inspect.Parameter.empty for p in params)
     tset = nrt.nrt_allocate_tensor_set()[1]
-    handles = [model, t, tset, nrt.nrt_tensor_allocate_empty("e")[1], nrt.nrt_get_model_tensor_info(model)[1]]
+    handles = [model, t, tset, nrt.nrt_tensor_allocate_empty("e")[1], nrt.nrt_get_model_tensor_info(model)[1],
+               nrt.nrta_status_t()]
 
     @settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
     @given(st.integers(required, len(params)).flatmap(lambda n: st.tuples(*[_values(handles)] * n)))

@@ -45,7 +45,7 @@ def declarations() -> str:
 
 def exported_functions() -> dict[str, str]:
     """Name → C return type of every function the library exports, in header order."""
-    found = re.finditer(r"^([A-Za-z_][\w ]*?[\s*]+)(nrt_\w+)\s*\(", declarations(), re.M)
+    found = re.finditer(r"^([A-Za-z_][\w ]*?[\s*]+)(nrta?_\w+)\s*\(", declarations(), re.M)
     return {m.group(2): " ".join(m.group(1).replace("*", " * ").split()) for m in found}
 
 

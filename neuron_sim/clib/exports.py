@@ -432,6 +432,75 @@ def install(library_ffi: Any) -> None:
         ffi.def_extern(name=name, onerror=_on_error(name), **extra)(getattr(module, name))
 
 
+# ---- nrt_async.h: the explicit async API (NRTA 3.0) ---------------------------------------------
+def _status_writer(ret: Any) -> Any:
+    """The caller's ``NRT_STATUS *ret`` as the runtime's status sink: written once, at completion."""
+    def write(status: int) -> None:
+        ret[0] = status
+    return write
+
+
+def _scheduled(function: str, ret: Any, seq: Any, call: Any) -> int:
+    """Check the out-pointers, schedule (``call(sink)`` returns the sequence id), write ``*seq``."""
+    if ret == ffi.NULL:
+        return _null_out(function, "ret (the completion status pointer)")
+    if seq == ffi.NULL:
+        return _null_out(function, "seq pointer")
+    status, value = guard(function, lambda: call(_status_writer(ret)))
+    if status == NRT_SUCCESS:
+        seq[0] = value
+    return status
+
+
+def nrta_tensor_write(tensor: Any, buf: Any, offset: int, size: int, queue: int, ret: Any, seq: Any) -> int:
+    return _scheduled("nrta_tensor_write", ret, seq, lambda sink: interface.async_tensor_write(
+        handles.get(tensor), _memory(buf, size), offset, size, queue, sink))
+
+
+def nrta_tensor_read(buf: Any, tensor: Any, offset: int, size: int, queue: int, ret: Any, seq: Any) -> int:
+    return _scheduled("nrta_tensor_read", ret, seq, lambda sink: interface.async_tensor_read(
+        _memory(buf, size), handles.get(tensor), offset, size, queue, sink))
+
+
+def nrta_tensor_copy(src: Any, src_offset: int, dst: Any, dst_offset: int, size: int, queue: int, ret: Any,
+                     seq: Any) -> int:
+    return _scheduled("nrta_tensor_copy", ret, seq, lambda sink: interface.async_tensor_copy(
+        handles.get(src), src_offset, handles.get(dst), dst_offset, size, queue, sink))
+
+
+def nrta_execute_schedule(model: Any, inputs: Any, outputs: Any, queue: int, ret: Any, seq: Any) -> int:
+    get = handles.get
+    return _scheduled("nrta_execute_schedule", ret, seq, lambda sink: interface.async_execute(
+        get(model), get(inputs), get(outputs), queue, sink))
+
+
+def nrta_is_completed(seq: int, done: Any) -> int:
+    if done == ffi.NULL:
+        return _null_out("nrta_is_completed", "is_completed pointer")
+    status, value = guard("nrta_is_completed", lambda: interface.async_is_completed(seq))
+    if status == NRT_SUCCESS:
+        done[0] = value
+    return status
+
+
+def nrta_get_sequence(lnc: int, xu: int, queue: int, seq: Any) -> int:
+    if seq == ffi.NULL:
+        return _null_out("nrta_get_sequence", "seq pointer")
+    status, value = guard("nrta_get_sequence", lambda: interface.async_last_sequence(lnc, xu, queue))
+    if status == NRT_SUCCESS:
+        seq[0] = value
+    return status
+
+
+def nrta_event_register_seq_id_completion(seq: int, eventfd: int) -> int:
+    return guard("nrta_event_register_seq_id_completion", lambda: interface.async_notify_seq(seq, eventfd))[0]
+
+
+def nrta_event_register_xu_completion(lnc: int, xu: int, queue: int, eventfd: int) -> int:
+    return guard("nrta_event_register_xu_completion",
+                     lambda: interface.async_notify_xu(lnc, xu, queue, eventfd))[0]
+
+
 # ---- system trace and profile (nrt_sys_trace.h, nrt_profile.h) -------------------------------------
 def _libc() -> Any:
     """The C library's malloc/free: what nrt_sys_trace hands out, the caller may free() itself."""

@@ -6,6 +6,7 @@ duration = max(compute time, memory time) + launch cost, where
 - memory time = (activation bytes + weight bytes * hbm_sharers) / hbm_bandwidth: cores reading one shared copy of
   the weights (NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS) each get 1/hbm_sharers of the bandwidth for them;
 - ``graph.declared.duration_s`` overrides everything.
+Transfers (``transfer_duration``, the explicit async API): DMA latency + bytes / host-device bandwidth.
 FLOPs: matmul 2*M*N*K per batch element; add/sub/mul/div/relu/cast 1 per result element; exp, tanh, sigmoid, silu,
 gelu TRANSCENDENTAL_FLOPS per element; softmax 5, layernorm 8, rmsnorm 5 per element; reductions 1 per input
 element; transpose/reshape/slice/concat/gather none. The class is the op's first input dtype: float32/fp32r -> "fp32",
@@ -128,3 +129,19 @@ def estimate_duration(
     activation = work.bytes_moved - work.weight_bytes
     memory = (activation + weight_total * hbm_sharers) / generation.hbm_bandwidth
     return max(compute, memory) + generation.launch_cost_s
+
+
+def transfer_duration(nbytes: int, generation: CoreGeneration, *, host_to_device: bool = True,
+                      device_to_device: bool = False) -> float:
+    """Simulated seconds of one DMA transfer of ``nbytes``: the DMA latency plus bytes / bandwidth.
+
+    Host<->device transfers move at ``host_device_bandwidth`` (PCIe); device-to-device copies read and write
+    HBM (2 * bytes / hbm_bandwidth); host-to-host copies (no device tensor involved) cost the latency only.
+    """
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+        raise ValueError(f"transfer_duration: nbytes must be an integer >= 0, got {nbytes!r}")
+    if device_to_device:
+        return generation.dma_latency_s + 2 * nbytes / generation.hbm_bandwidth
+    if host_to_device:
+        return generation.dma_latency_s + nbytes / generation.host_device_bandwidth
+    return generation.dma_latency_s

@@ -40,6 +40,10 @@ V1 = CoreGeneration(
     # Assumption: fixed cost of one nrt_execute on inf1 (host doorbell + completion), 50 us.
     launch_cost_s=50e-6,
     microcode_bytes=MICROCODE_BYTES,
+    # Assumption: Inferentia sits on PCIe Gen3 x16; its nominal 15.75 GB/s is the host<->device bandwidth.
+    host_device_bandwidth=15.75 * GIGA,
+    # Assumption: 2 us per DMA transfer for descriptor set-up and the completion notification.
+    dma_latency_s=2e-6,
 )
 
 # Trainium / Inferentia2 (NeuronCore-v2): one chip = 2 NeuronCores.
@@ -64,6 +68,10 @@ V2 = CoreGeneration(
     # Assumption: fixed cost of one nrt_execute on trn1/inf2, 30 us.
     launch_cost_s=30e-6,
     microcode_bytes=MICROCODE_BYTES,
+    # Assumption: Trainium/Inferentia2 sit on PCIe Gen4 x16; its nominal 31.5 GB/s is the host<->device bandwidth.
+    host_device_bandwidth=31.5 * GIGA,
+    # Assumption: 2 us per DMA transfer for descriptor set-up and the completion notification.
+    dma_latency_s=2e-6,
 )
 
 # Trainium2 (NeuronCore-v3): one chip = 8 physical NeuronCores.
@@ -87,6 +95,10 @@ V3 = CoreGeneration(
     # Assumption: fixed cost of one nrt_execute on trn2, 20 us.
     launch_cost_s=20e-6,
     microcode_bytes=MICROCODE_BYTES,
+    # Assumption: Trainium2 sits on PCIe Gen5 x16; its nominal 63 GB/s is the host<->device bandwidth.
+    host_device_bandwidth=63 * GIGA,
+    # Assumption: 2 us per DMA transfer for descriptor set-up and the completion notification.
+    dma_latency_s=2e-6,
 )
 
 GENERATIONS: dict[str, CoreGeneration] = {"v1": V1, "v2": V2, "v3": V3}

@@ -17,6 +17,8 @@ class CoreGeneration:
     hbm_bandwidth: float          # bytes/s per device
     launch_cost_s: float          # fixed cost of one execution
     microcode_bytes: int          # device memory the runtime takes per physical core (model code / microcode)
+    host_device_bandwidth: float = 16e9   # bytes/s of one host<->device DMA transfer (PCIe), per device
+    dma_latency_s: float = 2e-6   # fixed cost of one DMA transfer (descriptor set-up and completion)
 
 
 @dataclass(frozen=True)

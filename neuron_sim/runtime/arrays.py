@@ -2,8 +2,8 @@
 
 Each call takes an input/output tensor pair from the model's pool (allocating one when every pair is in
 use), converts the arrays into it, executes and copies the outputs out; so concurrent calls never share
-tensors, and a pair in use is never freed under a call. An async submission allocates its own pair and
-frees it when the request completes (its device memory is held exactly while it is in flight). Unloading the model closes its pool: idle pairs
+tensors, and a pair in use is never freed under a call. An async submission (on the legacy queue, or on
+the core's COMPUTE execution unit when that is off) allocates its own pair and frees it when the request completes (its device memory is held exactly while it is in flight). Unloading the model closes its pool: idle pairs
 are freed at once, pairs in use when their call returns; a call on an unloaded model is
 NRT_INVALID_HANDLE (from execute's own check).
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from neuron_sim.dtypes import dtype_name
 from neuron_sim.nrtlog import fail
-from neuron_sim.runtime import execution
+from neuron_sim.runtime import execution, xu
 from neuron_sim.runtime.core import Runtime
 from neuron_sim.runtime.models import Binding, Model, check_model
 from neuron_sim.runtime.tensors import Placement, TensorSet
@@ -180,9 +180,6 @@ def submit(rt: Runtime, model: Model, arrays: Mapping[str, Any],
     """Enqueue one async execution on numpy inputs; ``on_done(status, outputs)`` runs when it completes."""
     check_model(rt, model, _FN)
     queue = rt.async_queue
-    if queue is None:
-        raise fail(NrtStatus.INVALID, "NRT", _FN, "async execution is off: set NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_"
-                                                  "REQUESTS to a queue depth > 0 before the runtime starts")
     pair = _allocate(rt, model)        # a request's tensors live exactly as long as the request (as its memory)
 
     def done(status: int) -> None:
@@ -192,7 +189,10 @@ def submit(rt: Runtime, model: Model, arrays: Mapping[str, Any],
 
     try:
         _bind(model, arrays, pair[0])
-        queue.submit(model, *pair, on_done=done, block=block)
+        if queue is not None:
+            queue.submit(model, *pair, on_done=done, block=block)
+        else:       # legacy async off: the core's COMPUTE execution unit of the explicit async API
+            xu.execute_schedule(rt, model, *pair, 0, done, block=block)
     except BaseException:
         _free_pair(rt, pair)
         raise

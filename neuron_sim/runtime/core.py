@@ -7,7 +7,7 @@ State owned here: the ``Runtime`` (configuration, machine, reservation, clock, `
 runtime's own microcode allocations, ``tensor_cv``), every ``Tensor``'s contents and ``freed`` flag.
 ``CoreState`` is created here; its fields belong to the modules that change them: ``lock``,
 ``busy_until`` and ``stats`` to execution, ``models`` and ``scratchpad`` to models. ``async_queue`` is
-set once by async_exec (``ensure_queue``); models keep their own table (``models.table``).
+set once by async_exec (``ensure_queue``), ``execution_units`` by xu; models keep their own table (``models.table``).
 """
 from __future__ import annotations
 
@@ -79,6 +79,7 @@ class Runtime:
             self.memory.close()
             raise
         self.async_queue = None          # the AsyncQueue, set by async_exec.ensure_queue at init
+        self.execution_units = None      # the nrta_* execution units, set by runtime.xu on first use
         # (total, device) simulated seconds per execution, drained by neuron_sim.runtime.publish
         self.latency_samples: deque = deque(maxlen=4096)
         self.publisher = None            # set by neuron_sim.runtime.publish.attach at init

@@ -6,7 +6,8 @@ A plan is a list of faults (or ``{"faults": [...]}``); each fault is an object::
      "probability": 0.5, "seed": 7, "sticky": false}
     {"call": "device_lost", "device": 0, "nth": 2}
 
-``call`` is where the fault is checked (``init``, ``load``, ``execute``, ``tensor_allocate``; the ``nrt_`` prefix
+``call`` is where the fault is checked (``init``, ``load``, ``execute``, ``tensor_allocate``, ``tensor_op`` — the
+transfers and copies of the explicit async API, failing in their completion status; the ``nrt_`` prefix
 is optional) or ``device_lost`` (the device falls off the bus: the triggering call and every later call on its
 cores fail with NRT_HW_ERROR until a reset). Triggers: the fault trips on the ``nth`` matching call (1-based,
 default 1) or, with ``probability`` p, on each matching call from the nth on with probability p drawn from a
@@ -34,10 +35,11 @@ CALLS: dict[str, tuple[NrtStatus, ...]] = {
                 NrtStatus.EXEC_HW_ERR_DMA_ABORT, NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR,
                 NrtStatus.EXEC_UNIT_UNRECOVERABLE),
     "tensor_allocate": (NrtStatus.RESOURCE,),
+    "tensor_op": (NrtStatus.EXEC_HW_ERR_DMA_ABORT, NrtStatus.TIMEOUT, NrtStatus.FAILURE),
     "device_lost": (NrtStatus.HW_ERROR,),
 }
 #: the calls a device_lost fault counts (every call that touches a device's cores)
-DEVICE_CALLS = ("load", "execute", "tensor_allocate")
+DEVICE_CALLS = ("load", "execute", "tensor_allocate", "tensor_op")
 _KEYS = {"call", "status", "nth", "core", "device", "model", "probability", "seed", "sticky", "id", "uid"}
 FORM = ('a JSON list of faults or {"faults": [...]}, each like {"call": "execute", "status": "NRT_TIMEOUT", '
         '"nth": 3} (keys: call, status, nth, core, device, model, probability, seed, sticky)')

@@ -31,7 +31,8 @@ from neuron_sim.runtime.fault_plan import DEVICE_CALLS, Fault, FaultPlanError, l
 from neuron_sim.status import NrtError, NrtStatus
 
 POLL_INTERVAL_S = 0.05       # how often a running process looks at the machine plan's mtime
-_FN = {"init": "nrt_init", "load": "nrt_load", "execute": "nrt_execute", "tensor_allocate": "nrt_tensor_allocate"}
+_FN = {"init": "nrt_init", "load": "nrt_load", "execute": "nrt_execute", "tensor_allocate": "nrt_tensor_allocate",
+       "tensor_op": "nrta_tensor_op"}
 
 
 class _Trigger:
@@ -276,6 +277,11 @@ def _inject(f: Fault, call: str, cores: Sequence[Any], neff: Any) -> NrtError:
     elif call == "tensor_allocate":
         msg = f"nrt_tensor_allocate status=4 message=\"Allocation Failure\" on NC {vnc}"
         nrtlog.error("NRT", fn, msg + mark)
+    elif call == "tensor_op":
+        msg = {NrtStatus.EXEC_HW_ERR_DMA_ABORT: f"DMA abort on Neuron Device {device} NC {nc} (TENSOR_OP queue)",
+               NrtStatus.TIMEOUT: f"DMA transfer timeout on Neuron Device {device} NC {nc} (TENSOR_OP queue)",
+               }.get(status, f"DMA transfer failed on Neuron Device {device} NC {nc} (TENSOR_OP queue)")
+        nrtlog.error("TDRV", "dma_process_completion", msg + mark)
     elif call == "load":
         if status is NrtStatus.RESOURCE:
             msg = f"Failed to allocate device memory for NEFF {name} on Neuron Device {device} NC {nc}"

@@ -25,7 +25,8 @@ Groups: lifecycle (``init``, ``close``, ``state``, counts and instance info befo
 ``unload``, model info), tensors and tensor sets, execute (``execute``, ``execute_status``, ``execute_repeat``,
 ``execute_now``, ``run_arrays``),
 async (``submit``, ``submit_arrays``, ``wait_output_completion``, ``drain``, ``register_callback``),
-memory statistics, version and status strings; for test harnesses: ``reset_process``, ``save_references``,
+memory statistics, version and status strings; explicit async (``async_*``: nrta_* execution units,
+``CompletionStatus``); for test harnesses: ``reset_process``, ``save_references``,
 ``injected_faults``, ``fault_plan_changed``.
 
 State owned here: none; it routes to the modules that own it.
@@ -677,6 +678,58 @@ def fault_plan_changed(machine_dir: str | os.PathLike) -> None:
     runtime follows that machine (other processes see it at their next poll)."""
     if faults.state().state_dir == Path(machine_dir):
         faults.refresh()
+
+
+# ---- explicit async API (nrta_*, NRTA 3.0; see runtime.xu) ----------------------------------------------
+from neuron_sim.runtime import xu as _xu  # noqa: E402 - appended group, kept apart for easy merges
+from neuron_sim.runtime.xu import QUEUES as XU_QUEUES, CompletionStatus, XuType  # noqa: E402,F401
+
+__all__ += ["CompletionStatus", "XuType", "XU_QUEUES", "async_tensor_write", "async_tensor_read",
+            "async_tensor_copy", "async_execute", "async_is_completed", "async_last_sequence",
+            "async_notify_seq", "async_notify_xu"]
+
+
+def async_tensor_write(tensor: Any, buf: Any, offset: Any, size: Any, queue: Any, ret: Any) -> int:
+    """nrta_tensor_write: check now, copy ``buf`` into the tensor on its TENSOR_OP queue; the sequence id.
+
+    ``ret`` is a ``CompletionStatus`` (or a callable taking the status) that gets the final status."""
+    return _xu.tensor_write(_live("nrta_tensor_write"), tensor, buf, offset, size, queue, ret)
+
+
+def async_tensor_read(buf: Any, tensor: Any, offset: Any, size: Any, queue: Any, ret: Any) -> int:
+    """nrta_tensor_read (buffer first): the tensor's bytes land in ``buf`` at completion."""
+    return _xu.tensor_read(_live("nrta_tensor_read"), buf, tensor, offset, size, queue, ret)
+
+
+def async_tensor_copy(src: Any, src_offset: Any, dst: Any, dst_offset: Any, size: Any, queue: Any, ret: Any) -> int:
+    """nrta_tensor_copy: same-core device copy on the TENSOR_OP queue."""
+    return _xu.tensor_copy(_live("nrta_tensor_copy"), src, src_offset, dst, dst_offset, size, queue, ret)
+
+
+def async_execute(model: Any, inputs: Any, outputs: Any, queue: Any, ret: Any,
+                  on_done: Callable[[int], Any] | None = None) -> int:
+    """nrta_execute_schedule on the model's COMPUTE queue; ``on_done(status)`` runs after ``ret`` is written."""
+    return _xu.execute_schedule(_live("nrta_execute_schedule"), model, inputs, outputs, queue, ret, on_done)
+
+
+def async_is_completed(seq: Any) -> bool:
+    """nrta_is_completed (an id this runtime never issued is NRT_INVALID)."""
+    return _xu.is_completed(_live("nrta_is_completed"), seq)
+
+
+def async_last_sequence(vnc: Any, xu: Any, queue: Any) -> int:
+    """nrta_get_sequence: the last completed sequence id of that XU queue."""
+    return _xu.last_completed(_live("nrta_get_sequence"), vnc, xu, queue)
+
+
+def async_notify_seq(seq: Any, eventfd: Any) -> None:
+    """nrta_event_register_seq_id_completion: the eventfd is written once when ``seq`` completes."""
+    _xu.notify_seq(_live("nrta_event_register_seq_id_completion"), seq, eventfd)
+
+
+def async_notify_xu(vnc: Any, xu: Any, queue: Any, eventfd: Any) -> None:
+    """nrta_event_register_xu_completion: the eventfd counts every completion of the queue (-1 unregisters)."""
+    _xu.notify_xu(_live("nrta_event_register_xu_completion"), vnc, xu, queue, eventfd)
 
 
 # ---- system trace and profile (nrt_sys_trace.h, nrt_profile.h; see runtime.trace) ---------------------------

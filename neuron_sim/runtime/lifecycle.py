@@ -56,6 +56,8 @@ def close(only: Runtime | None = None) -> None:
             rt.async_queue.refuse_in_callback("nrt_close")
         _runtime = None
         _ever_closed = True
+    if rt.execution_units is not None:
+        rt.execution_units.shutdown()    # every pending nrta_* operation completes (status written) first
     if rt.async_queue is not None:
         rt.async_queue.shutdown()
     unload_all(rt)

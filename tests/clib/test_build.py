@@ -14,6 +14,7 @@ import pytest
 from neuron_sim import nrt
 from neuron_sim.clib import build
 from neuron_sim.dtypes import NrtDtype
+from neuron_sim.runtime.xu import XuType
 from neuron_sim.status import NrtStatus
 
 # sizeof / offsetof worked out by hand from the spec's struct definitions for LP64 (x86-64, aarch64)
@@ -60,7 +61,7 @@ def test_cache_location_follows_the_variables(monkeypatch, tmp_path):
 
 
 def test_every_function_of_the_flat_face_is_exported(libnrt):
-    flat = {name for name in dir(nrt) if name.startswith("nrt_") and not name.endswith("_t")}
+    flat = {name for name in dir(nrt) if name.startswith(("nrt_", "nrta_")) and not name.endswith("_t")}
     assert set(build.exported_functions()) == flat
     lib = ctypes.CDLL(str(libnrt / "libnrt.so.1"))          # resolving symbols runs no Python
     for name in flat:
@@ -82,6 +83,8 @@ def test_header_enums_match_the_runtime():
         assert enum("nrt_instance_family_t")[f"NRT_INSTANCE_{family}"] == code
     for size, code in nrt.INSTANCE_SIZES.items():
         assert enum("nrt_instance_size_t")[f"NRT_INSTANCE_SIZE_{size}"] == code
+    assert enum("nrta_xu_t") == {f"NRTA_XU_{x.name}": int(x) for x in XuType} | {"NRTA_XU_TYPE_NUM": 3}
+    assert (nrt.NRTA_XU_TENSOR_OP, nrt.NRTA_XU_COMPUTE, nrt.NRTA_XU_COLLECTIVES) == (0, 1, 2)
 
 
 def test_struct_layouts_match_the_spec_in_c_and_in_the_library(libnrt, tmp_path):

@@ -181,3 +181,23 @@ def test_every_other_function_from_c_matches_the_flat_face(programs, c_env, monk
     assert (int(got["dai_size"]), int(got["dai_hbm"])) == (dai.size, dai.hbm_index)
     assert (int(got["bytes_used"]), int(got["bytes_limit"])) == (stats.bytes_used, stats.bytes_limit)
     np.testing.assert_array_equal(np.array(got["y"].split(","), np.float32), out)
+
+
+def test_nrta_pipeline_statuses_through_pointers_and_eventfds(programs, c_env):
+    """The explicit async API from C: NRT_STATUS *ret written at completion, eventfds that poll() sees."""
+    exe = programs("nrta_pipeline.c", "-lnrt")
+    proc = run_program([exe, NEFFS / "mlp_trn1.neff"], c_env(NEURON_SIM_INSTANCE_TYPE="trn1.2xlarge"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    fields = dict(line.split("=", 1) for line in lines[:-1])
+    assert lines[-1] == "done"
+    assert fields["write_event"] == "1" and fields["xu_event"] == "1"
+    assert fields["ret_w"] == fields["ret_e"] == fields["ret_r"] == "0"
+    assert fields["seq_nums"] == "1,1,1" and fields["distinct_xu_ids"] == "1" and fields["last_is_read"] == "1"
+    assert (fields["bad_seq"], fields["null_ret"], fields["null_seq"], fields["bad_queue"],
+            fields["not_eventfd"]) == ("2", "2", "2", "2", "2")
+    assert fields["untouched_ret"] == "1"
+    x = (np.arange(64, dtype=np.float32) / 64.0 - 0.5).reshape(1, 64)
+    got = np.array([float(v) for v in fields["y"].split(",")], np.float32)
+    np.testing.assert_allclose(got, mlp_reference("mlp_trn1", x)[0], rtol=1e-5, atol=1e-6)
+    assert "is not an eventfd" in proc.stderr and "Invalid sequence id" in proc.stderr

@@ -5,7 +5,7 @@
  * This one file declares all of them; nrt_experimental.h, nrt_status.h and nrt_version.h include it,
  * so programs written for the Neuron SDK compile unchanged with -I<this include directory>.
  * System trace and profile (nrt_sys_trace.h, nrt_profile.h) are declared here too. Not exported yet:
- * the explicit async API (nrt_async.h), collectives and hardware plumbing.
+ * collectives and hardware plumbing. The explicit async API (nrt_async.h) is the 2.29+ generation ("NRTA 3.0").
  */
 #ifndef NEURON_SIM_NRT_H
 #define NEURON_SIM_NRT_H
@@ -255,6 +255,36 @@ NRT_STATUS nrt_async_drain_queued_execs(int32_t vnc);
 NRT_STATUS nrt_get_version(nrt_version_t *ver, size_t size);
 const char *nrt_get_status_as_str(NRT_STATUS status);
 
+/* ---- nrt_async.h: explicit async API, the 2.29+ generation ("NRTA 3.0") ------------------------- */
+/* The final status of an operation is written through ret when it completes (keep *ret, the buffers and
+ * tensors alive until then); the returned status covers the checks made at the call. A sequence id holds
+ * the XU id in its top 16 bits and a per-XU number, strictly increasing from 1, in its low 48 bits. */
+typedef enum {
+    NRTA_XU_TENSOR_OP = 0,
+    NRTA_XU_COMPUTE = 1,
+    NRTA_XU_COLLECTIVES = 2,
+    NRTA_XU_TYPE_NUM = 3
+} nrta_xu_t;
+
+typedef uint64_t nrta_seq_t;
+typedef uint16_t nrta_xu_id_t;
+
+#define NRTA_SEQ_NUM_MAX ((((nrta_seq_t)1) << 48) - 1)
+#define NRTA_SEQ_GET_SEQ_NUM(seq) ((seq) & NRTA_SEQ_NUM_MAX)
+#define NRTA_SEQ_GET_XU_ID(seq) ((nrta_xu_id_t)((seq) >> 48))
+
+NRT_STATUS nrta_tensor_write(nrt_tensor_t *tensor, const void *buf, uint64_t offset, uint64_t size, int queue,
+                             NRT_STATUS *ret, nrta_seq_t *seq);
+NRT_STATUS nrta_tensor_read(void *buf, nrt_tensor_t *tensor, uint64_t offset, uint64_t size, int queue,
+                            NRT_STATUS *ret, nrta_seq_t *seq);
+NRT_STATUS nrta_tensor_copy(nrt_tensor_t *src, uint64_t src_offset, nrt_tensor_t *dst, uint64_t dst_offset,
+                            uint64_t size, int queue, NRT_STATUS *ret, nrta_seq_t *seq);
+NRT_STATUS nrta_execute_schedule(nrt_model_t *model, const nrt_tensor_set_t *input, nrt_tensor_set_t *output,
+                                 int queue, NRT_STATUS *ret, nrta_seq_t *seq);
+NRT_STATUS nrta_is_completed(nrta_seq_t seq, bool *is_completed);
+NRT_STATUS nrta_get_sequence(uint32_t lnc, nrta_xu_t xu, int queue, nrta_seq_t *seq);
+NRT_STATUS nrta_event_register_seq_id_completion(nrta_seq_t seq, int eventfd);
+NRT_STATUS nrta_event_register_xu_completion(uint32_t lnc, nrta_xu_t xu, int queue, int eventfd);
 /* ---- nrt_sys_trace.h: system trace (events as JSON; strings and arrays handed out are malloc()ed) -- */
 typedef struct nrt_sys_trace_config nrt_sys_trace_config_t;
 typedef struct nrt_sys_trace_fetch_options nrt_sys_trace_fetch_options_t;

@@ -1,0 +1,2 @@
+/* neuron_sim declares the whole libnrt API, the explicit async API included, in nrt.h. */
+#include "nrt.h"
