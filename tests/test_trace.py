@@ -378,3 +378,21 @@ def test_unwritable_trace_file_is_an_error_line_at_close(tmp_path, capfd):
     err = capfd.readouterr().err
     assert "ERROR   NRT:nrt_close" in err and "Cannot write NEURON_SIM_TRACE=" in err and "Traceback" not in err
     assert trace.recorder is None
+
+
+def test_explicit_async_executions_are_traced(runtime):
+    """nrta_execute_schedule: one nc_exec_running pair per scheduled execution, tagged with its sequence id."""
+    model, i, o, _ = load(0)
+    d = duration_ns(model)
+    assert nrt.nrt_sys_trace_start(None) == 0
+    rets = [nrt.nrta_status_t() for _ in range(2)]
+    seqs = []
+    for ret in rets:
+        status, seq = nrt.nrta_execute_schedule(model, i, o, 0, ret)
+        assert status == 0
+        seqs.append(seq)
+    for ret in rets:
+        ret.wait()
+    runs = [e for e in fetch() if e["event_type"] == "nc_exec_running"]
+    assert [(e["phase"], e["data"]["job_id"], e["data"]["nc_timestamp_ns"]) for e in runs] == [
+        ("start", seqs[0], 0), ("stop", seqs[0], d), ("start", seqs[1], d), ("stop", seqs[1], 2 * d)]
