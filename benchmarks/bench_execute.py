@@ -4,7 +4,8 @@
 
 1. nrt_execute on a tiny NEFF against the same numpy ops called directly (µs per call, ratio);
 2. a large matmul NEFF against plain numpy (ratio);
-3. nrt_load with and without NEURON_RT_VALIDATE_HASH against reading + unpacking the file (ratios).
+3. nrt_load with and without NEURON_RT_VALIDATE_HASH against reading + unpacking the file (ratios);
+4. a bf16-casting NEFF with round-to-nearest-even (the default path) and with stochastic rounding, side by side.
 """
 from __future__ import annotations
 
@@ -90,6 +91,23 @@ def large_matmul() -> tuple[float, float]:
     return sim, direct
 
 
+def rounding_modes() -> tuple[float, float]:
+    """nrt_execute of y = cast(x * 1, bf16) on 64 Ki elements: RNE (no generator) vs stochastic rounding."""
+    from neuron_sim.compute import rounding
+    b = NeffBuilder("cast_bf16", target="v2")
+    b.output("y", b.cast(b.input("x", "float32", (65536,)) * 1.0, "bfloat16"))
+    _, model = nrt.nrt_load(b.build(), 0, -1)
+    xv = np.random.default_rng(2).standard_normal(65536).astype(np.float32)
+    ins, outs = io_for(model, {}, {"y": (np.uint16, (65536,))}, {"x": xv})
+    saved = rounding.generator
+    rounding.install(None)
+    rne = best_of(lambda: nrt.nrt_execute(model, ins, outs), 5, 200)
+    rounding.install(np.random.Generator(np.random.PCG64(0)))
+    sr = best_of(lambda: nrt.nrt_execute(model, ins, outs), 5, 200)
+    rounding.install(saved)
+    return rne, sr
+
+
 def unpack_only(data: bytes) -> None:
     payload = data[1024:]
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(payload))) as tar:
@@ -122,6 +140,9 @@ def main() -> int:
     sim, direct = large_matmul()
     print(f"matmul NEFF [1024x1024] @ [1024x1024] fp32: nrt_execute {sim * 1e3:7.2f} ms, numpy {direct * 1e3:7.2f} ms, "
           f"ratio {sim / direct:5.3f}x")
+    rne, sr = rounding_modes()
+    print(f"bf16 cast NEFF [65536]: round-to-nearest-even {rne * 1e6:7.1f} µs/call, stochastic rounding "
+          f"{sr * 1e6:7.1f} µs/call (x{sr / rne:4.2f})")
     sample = REPO / "neffs" / "mlp_trn1.neff"
     if sample.exists():
         plain, hashed, unpack = load_times(sample)

@@ -46,6 +46,19 @@ def matmul_bf16() -> NeffBuilder:
     return b
 
 
+def pipeline(cores: int, target: str, seed: int) -> NeffBuilder:
+    """A NeuronCore pipeline of ``cores`` stages (the compiler's --neuroncore-pipeline-cores), one dense+relu each."""
+    rng = np.random.default_rng(seed)
+    b = NeffBuilder(f"pipeline_{cores}core_{'inf1' if target == 'v1' else target}", target=target)
+    h = b.input("x", "float32", (4, 32))
+    for stage in range(cores):
+        if stage:
+            b.next_core()
+        h = b.relu(h @ b.weight(f"w{stage}", _dense(rng, 32, 32)))
+    b.output("y", h)
+    return b
+
+
 def pipeline_4core() -> NeffBuilder:
     """Four subgraphs, one per NeuronCore, each a dense+relu stage passing its activation on."""
     rng = np.random.default_rng(6)
@@ -105,6 +118,10 @@ SAMPLES: dict[str, Callable[[], bytes]] = {
     "mlp_inf1.neff": lambda: mlp("mlp_inf1", "v1", seed=4).build(),
     "matmul_bf16.neff": lambda: matmul_bf16().build(),
     "pipeline_4core.neff": lambda: pipeline_4core().build(),
+    "pipeline_1core_inf1.neff": lambda: pipeline(1, "v1", 21).build(),
+    "pipeline_2core_inf1.neff": lambda: pipeline(2, "v1", 22).build(),
+    "pipeline_3core_inf1.neff": lambda: pipeline(3, "v1", 23).build(),
+    "pipeline_4core_inf1.neff": lambda: pipeline(4, "v1", 24).build(),
     "large_weights.neff": lambda: declared("large_weights", 7, constants_bytes=768 * MiB).build(),
     "slow_40s.neff": lambda: declared("slow_40s", 8, duration_s=40.0).build(),
     "nan_output.neff": lambda: nan_output().build(),

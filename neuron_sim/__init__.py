@@ -14,6 +14,7 @@ from neuron_sim.status import NrtError, NrtStatus, status_name
 _LAZY = {
     "Model": "neuron_sim.api", "NumericalError": "neuron_sim.api", "Runtime": "neuron_sim.api",
     "Tensor": "neuron_sim.api", "TensorInfo": "neuron_sim.api",
+    "neuron_cores_context": "neuron_sim.api", "multicore_context": "neuron_sim.api",
     "register_reference": "neuron_sim.runtime.references", "unregister_reference": "neuron_sim.runtime.references",
 }
 

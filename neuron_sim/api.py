@@ -7,12 +7,19 @@ converted to the model's dtypes only when no value changes meaning: integers or 
 while every finite value stays finite, integers to an integer input while in range; bool, complex, float
 to integer and out-of-range values are ``NrtError(NRT_INVALID)`` naming the input.
 
-A translation of ``neuron_sim.runtime.interface``: this module keeps no runtime state of its own.
+Explicit placement, as the placement guide's ``neuron_cores_context(start_nc, nc_count)`` and
+``multicore_context()``: loads inside the ``with`` block go to the chosen cores whatever the load order, and
+replicate to ``floor(nc_count / cores_per_model)`` copies; one ``Model`` spreads its calls over its copies.
+
+A translation of ``neuron_sim.runtime.interface``: this module keeps no runtime state of its own (the placement
+contexts are arguments waiting for the next ``load`` of this thread or task).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -23,6 +30,29 @@ from neuron_sim.runtime import interface as rt
 from neuron_sim.status import NrtError, NrtStatus
 
 _PLACEMENTS = {"device": rt.Placement.DEVICE, "host": rt.Placement.HOST, "virtual": rt.Placement.VIRTUAL}
+_MULTICORE = -2      # nc_count of multicore_context: every visible core, resolved at load time
+_placement: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("neuron_sim_placement",
+                                                                                    default=None)
+
+
+@contextlib.contextmanager
+def neuron_cores_context(start_nc: int, nc_count: int = -1) -> Iterator[None]:
+    """Loads in the block start at visible core ``start_nc``; ``nc_count`` > 0 replicates over that many cores."""
+    token = _placement.set((start_nc, nc_count))
+    try:
+        yield
+    finally:
+        _placement.reset(token)
+
+
+@contextlib.contextmanager
+def multicore_context() -> Iterator[None]:
+    """Loads in the block replicate over every visible core (one copy per core for a 1-core model)."""
+    token = _placement.set((0, _MULTICORE))
+    try:
+        yield
+    finally:
+        _placement.reset(token)
 
 
 class NumericalError(NrtError):
@@ -96,7 +126,10 @@ class Model:
     name = property(lambda self: self.handle.name)
     id = property(lambda self: self.handle.id)
     core = property(lambda self: self.handle.start_vnc, doc="visible index of the model's first core")
-    cores = property(lambda self: tuple(cs.vnc for cs in self.handle.cores))
+    cores = property(lambda self: tuple(cs.vnc for cs in self.handle.cores), doc="visible cores of one copy")
+    copies = property(lambda self: tuple(tuple(cs.vnc for cs in m.cores) for m in rt.model_copies(self.handle)),
+                      doc="visible cores of every copy (one entry unless the load replicated the model)")
+    instance_count = property(lambda self: rt.model_instance_count(self.handle))
     duration_s = property(lambda self: self.handle.duration_s, doc="simulated duration of one execution")
 
     def __call__(self, **arrays: Any) -> dict[str, np.ndarray]:
@@ -195,11 +228,21 @@ class Runtime:
         return rt.clock("neuron_sim.Runtime")
 
     # -- models and tensors --
-    def load(self, neff: str | os.PathLike | bytes, core: int = -1) -> Model:
-        """Load a NEFF file (or its bytes) at visible core ``core`` (-1: least-used)."""
+    def load(self, neff: str | os.PathLike | bytes, core: int = -1, *, start_core: int | None = None,
+             core_count: int | None = None) -> Model:
+        """Load a NEFF file (or its bytes) at visible core ``start_core`` (alias ``core``; -1: least-used or the
+        NeuronCore groups); ``core_count`` > 0 replicates. Unset, both come from the enclosing placement context."""
+        context = _placement.get()
+        start = start_core if start_core is not None else (core if core != -1 or context is None else context[0])
+        count = core_count if core_count is not None else (context[1] if context is not None else -1)
+        if count == _MULTICORE:
+            count = rt.visible_nc_count()
         if isinstance(neff, (str, os.PathLike)):
-            return Model(self, rt.load_file(neff, core))
-        return Model(self, rt.load(neff, core))
+            return Model(self, rt.load_file(neff, start, count))
+        return Model(self, rt.load(neff, start, count))
+
+    neuron_cores_context = staticmethod(neuron_cores_context)
+    multicore_context = staticmethod(multicore_context)
 
     def tensor(self, array: Any = None, *, shape: tuple[int, ...] | None = None, dtype: Any = None,
                core: int = 0, name: str | None = None, placement: str = "device") -> Tensor:

@@ -144,7 +144,7 @@ nrt_get_visible_vnc_count = nrt_get_visible_nc_count
 # ---- models -------------------------------------------------------------------------------------------
 @_pair
 def nrt_load(neff: Any, vnc: int = -1, vnc_count: int = -1) -> Model:
-    """Load a NEFF (bytes or a buffer) at ``vnc`` (-1: least-used cores). ``vnc_count`` is deprecated."""
+    """Load a NEFF at ``vnc`` (-1: least-used cores); ``vnc_count`` > 0 replicates it (floor(count / cores) copies)."""
     return rt.load(neff, vnc, vnc_count)
 
 
@@ -176,7 +176,7 @@ def nrt_get_model_info(model: Any) -> nrt_model_info_t:
 
 @_pair
 def nrt_get_model_instance_count(model: Any) -> int:
-    """Staged copies of the model (deprecated): neuron_sim stages one."""
+    """Staged copies of the model: floor(nc_count / cores per copy) of a replicating nrt_load, else 1."""
     return rt.model_instance_count(model)
 
 

@@ -7,7 +7,8 @@ Line layout (runtime-semantics.md §4.2)::
 Decisions where the Neuron sources are silent:
 
 - Levels are TRACE < DEBUG < INFO < WARN < ERROR; QUIET silences a module entirely. Lines print ``WARN``.
-- The timestamp is local time with an English month (independent of the C locale) and 6 fraction digits.
+- The timestamp is local time with an English month (independent of the C locale) and 6 fraction digits;
+  4 when emulating a runtime released up to 2023 (before 2.20), as the logs of those years show.
 - Console means ``sys.stderr`` looked up when each line is written. A file location is opened for append
   when configured; if it cannot be opened the module logs to the console, after one warning line.
 - Syslog sends ``<PRI>nrt[pid]: <line>`` (facility user) to the ``/dev/log`` datagram socket. Where no
@@ -29,11 +30,12 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from neuron_sim.config import ConfigError, RuntimeConfig, load_config
+from neuron_sim.config.variables import LOG_2024_FORMAT_SINCE
 from neuron_sim.status import NrtError, NrtStatus
 from neuron_sim.regular_files import open_regular
 
@@ -58,23 +60,30 @@ def _canonical_level(level: str) -> str:
     return "WARN" if upper == "WARNING" else upper
 
 
-def format_timestamp(timestamp: datetime) -> str:
-    """``2024-Dec-11 17:43:58.780308`` (English month whatever the locale)."""
+def format_timestamp(timestamp: datetime, fraction_digits: int = 6) -> str:
+    """``2024-Dec-11 17:43:58.780308`` (English month whatever the locale); 4 digits as runtimes up to 2023 print."""
     t = timestamp
+    fraction = f"{t.microsecond:06d}" if fraction_digits == 6 else f"{t.microsecond // 100:04d}"
     return (
         f"{t.year:04d}-{_MONTHS[t.month - 1]}-{t.day:02d} "
-        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}"
+        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{fraction}"
     )
 
 
 def format_line(
-    level: str, module: str, function: str, message: str, *, timestamp: datetime, pid: int, tid: int
+    level: str, module: str, function: str, message: str, *, timestamp: datetime, pid: int, tid: int,
+    fraction_digits: int = 6,
 ) -> str:
     """One runtime log line in the console layout (no trailing newline)."""
     return (
-        f"{format_timestamp(timestamp)} {pid:5d}:{tid:<5d} {_canonical_level(level):>5s} "
+        f"{format_timestamp(timestamp, fraction_digits)} {pid:5d}:{tid:<5d} {_canonical_level(level):>5s} "
         f"{module:>5s}:{function:<39s} {message}"
     )
+
+
+def _format_line_up_to_2023(*args: Any, **kwargs: Any) -> str:
+    """The line as runtimes released up to 2023 print it: 4 fraction digits (``2023-Jan-09 20:27:41.0593``)."""
+    return format_line(*args, fraction_digits=4, **kwargs)
 
 
 def format_json(
@@ -218,7 +227,8 @@ class _State:
     """Everything one configure() call decided: thresholds and a structlog logger per module."""
 
     def __init__(self, config: RuntimeConfig, syslog_address: str) -> None:
-        self.formatter = format_json if config.log_format == "json" else format_line
+        self.formatter = format_json if config.log_format == "json" else (
+            format_line if config.runtime_version >= LOG_2024_FORMAT_SINCE else _format_line_up_to_2023)
         self.global_threshold = _THRESHOLD[config.log_level]
         self.thresholds = {module: _THRESHOLD[level] for module, level in config.component_log_levels.items()}
         self.sinks: dict[str, _Sink] = {"console": _ConsoleSink()}

@@ -250,10 +250,19 @@ def test_close_and_unload_wait_for_pending_requests(async_rt):
     assert interface.state() == "closed"
 
 
-def test_depth_above_hard_cap_is_clamped(async_rt, capsys):
-    async_rt(100, NEURON_RT_LOG_LEVEL="WARN")
-    assert interface.async_depth() == 63
-    assert "above the runtime's limit of 63" in capsys.readouterr().err
+def test_depth_can_be_arbitrarily_large_memory_is_the_limit(async_rt, capsys):
+    """Seeds 000/004: 0 to INT_MAX, "the queue depth can be arbitrarily large"; no cap, no warning."""
+    async_rt(2147483647, NEURON_RT_LOG_LEVEL="WARN")
+    assert interface.async_depth() == 2147483647
+    assert "limit" not in capsys.readouterr().err
+    model = nrt.nrt_load(scale_neff(), 0, -1)[1]
+    release = threading.Event()
+    nrt.nrt_register_async_exec_callback(lambda *args: release.wait(30), None)   # hold the runtime thread
+    reqs = [request(model, 0) for _ in range(100)]
+    try:    # 100 requests in flight at once on one core, beyond the clamp of 63 neuron_sim used to apply
+        assert [nrt.nrt_execute(model, ins, outs) for ins, outs, _, _ in reqs] == [0] * 100
+    finally:
+        release.set()
 
 
 def test_drain_of_a_bad_core_is_invalid(async_rt):

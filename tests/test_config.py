@@ -248,7 +248,8 @@ def test_neuroncore_group_sizes_parsed_and_deprecated():
     config = load_config({"NEURONCORE_GROUP_SIZES": "3,4,1"})
     assert config.neuroncore_group_sizes == (3, 4, 1)
     assert config.warnings == (
-        "NEURONCORE_GROUP_SIZES is deprecated; use NEURON_RT_VISIBLE_CORES or NEURON_RT_NUM_CORES instead",
+        "NEURONCORE_GROUP_SIZES is being deprecated in a future release and should be avoided in favor of newer "
+        "placement methods. Use NEURON_RT_NUM_CORES or NEURON_RT_VISIBLE_CORES with default placement if possible",
     )
     assert "such as 3,4,1" in str(_error({"NEURONCORE_GROUP_SIZES": "3,0"}))
 
@@ -340,11 +341,14 @@ def test_component_log_variables_need_2_17():
     assert len(old.warnings) == 2 and all("introduced in Neuron Runtime 2.17" in w for w in old.warnings)
 
 
-def test_defaults_before_2_10_15_follow_that_release():
-    old = load_config({"NEURON_SIM_RUNTIME_VERSION": "2.9"})
+def test_defaults_follow_the_release_notes():
+    """2 s before RT 2.9 ("increased default execution timeout from 2 seconds to 30 seconds"), reset from 2.10.15."""
+    old = load_config({"NEURON_SIM_RUNTIME_VERSION": "2.8"})
     assert old.reset_cores is False
     assert old.exec_timeout_s == 2.0
-    assert load_config({"NEURON_SIM_RUNTIME_VERSION": "2.9", "NEURON_RT_EXEC_TIMEOUT": "7"}).exec_timeout_s == 7.0
+    assert load_config({"NEURON_SIM_RUNTIME_VERSION": "2.8", "NEURON_RT_EXEC_TIMEOUT": "7"}).exec_timeout_s == 7.0
+    trn1_ga = load_config({"NEURON_SIM_RUNTIME_VERSION": "2.9"})
+    assert trn1_ga.reset_cores is False and trn1_ga.exec_timeout_s == 30.0
     new = load_config({"NEURON_SIM_RUNTIME_VERSION": "2.10.15"})
     assert new.reset_cores is True and new.exec_timeout_s == 30.0
 

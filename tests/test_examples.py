@@ -68,7 +68,7 @@ def test_first_app_with_a_corrupt_neff_fails_cleanly(tmp_path):
 def test_pythonic(tmp_path):
     r = run(["examples/pythonic.py"], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "wrong input shape -> INVALID" in r.stdout and "-> TIMEOUT (simulated clock 30.0 s)" in r.stdout
+    assert "wrong input shape -> INVALID" in r.stdout and "-> TIMEOUT (simulated clock 30.1 s)" in r.stdout
 
 
 def test_core_reservation(tmp_path):
@@ -123,3 +123,20 @@ def test_nrta_double_buffering_beats_the_synchronous_loop(tmp_path):
     speed_up = float(lines[2].split(": ")[1].rstrip("x"))
     assert speed_up > 1.5, r.stdout
     assert "Hazard" not in r.stderr
+
+
+def test_placement_guide(tmp_path):
+    """examples/placement_guide.py: every example of the guide, the cores its comments give."""
+    r = run(["examples/placement_guide.py"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    for expected in ("Overlapping Models (NEURON_RT_VISIBLE_CORES=0-1); process cores nc0-nc1\n    m0: nc0\n"
+                     "    m1: nc0-nc1\n    m2: nc1\n",
+                     "NEURONCORE_GROUP_SIZES=2,2); process cores nc0-nc3\n    m0: nc0-nc1\n    m1: nc2-nc3\n"
+                     "    m2: nc0\n    m3: nc2\n    m4: nc0\n",
+                     "Manual Core Selection (NEURON_RT_NUM_CORES=4); process cores nc0-nc3\n    m0: nc0-nc1\n"
+                     "    m1: nc2-nc3\n    m2: nc0-nc2\n    m3: nc3\n",
+                     "    m0: nc0, nc1, nc2, nc3, nc4, nc5, nc6, nc7\n",
+                     "Explicit Replication (NEURON_RT_NUM_CORES=8); process cores nc0-nc7\n    m0: nc2-nc3, nc4-nc5\n"):
+        assert expected in out, out
+    assert out.count("\n    ") == 31                 # one line per model of the 12 examples

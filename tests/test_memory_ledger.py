@@ -81,17 +81,35 @@ def test_two_processes_on_one_trn1_device_share_its_hbm(trn1_env):
     assert "ERROR" in neighbour[0]
 
 
-def test_sigkilled_holder_memory_is_freed(trn1_env):
+def test_sigkilled_holder_memory_stays_until_the_next_init_resets_the_cores(trn1_env):
+    """NEURON_RT_RESET_CORES (default 1): the next nrt_init on the device clears what the crashed holder left."""
     env, procs = trn1_env
     first, got1 = _start(env, procs, 0)
     assert got1["tensors"] == 8
     assert read_machine_memory(_state(env), TRN1)[0].used > 30 * GIB
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
-    assert read_machine_memory(_state(env), TRN1)[0].entries == ()          # the kernel dropped its lock
-    assert not [n for n in os.listdir(_state(env)) if n.endswith(".ledger")]
+    [left] = read_machine_memory(_state(env), TRN1)[0].entries               # left behind, no longer alive
+    assert (left.pid, left.alive) == (first.pid, False) and left.nbytes > 30 * GIB
     second, got2 = _start(env, procs, 1)
-    assert (got2["status"], got2["tensors"]) == (0, 8)
+    assert (got2["status"], got2["tensors"]) == (0, 8)                       # the reset gave the HBM back
+    assert [e.pid for e in read_machine_memory(_state(env), TRN1)[0].entries] == [second.pid]
+
+
+def test_sigkilled_holder_memory_stays_without_reset(trn1_env):
+    """NEURON_RT_RESET_CORES=0: the crashed holder's device memory stays allocated, and nrt_init says so."""
+    env, procs = trn1_env
+    first, _ = _start(env, procs, 0)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    second, got2 = _start({**env, "NEURON_RT_RESET_CORES": "0", "NEURON_RT_LOG_LEVEL": "WARN"}, procs, 1)
+    assert got2["status"] == 4 and got2["tensors"] == 0                      # the HBM is still taken
+    second.stdin.close()
+    err = second.stderr.read()
+    assert f"device memory left by exited process {first.pid} stay allocated" in err
+    assert "NEURON_RT_RESET_CORES=1" in err
+    third, got3 = _start(env, procs, 0)                                      # default: reset at init
+    assert (got3["status"], got3["tensors"]) == (0, 8)
 
 
 def test_small_allocations_write_the_ledger_only_per_chunk(tmp_path):

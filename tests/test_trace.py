@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 from neuron_sim import nrt
 from neuron_sim.cli.main import main as cli
 from neuron_sim.config.parsers import ConfigError
-from neuron_sim.runtime import trace
+from neuron_sim.runtime import interface, trace
 from neuron_sim.tracing import perfetto
 from neuron_sim.tracing.profile import read_profile
 from tests.conftest import NEFFS
@@ -51,11 +51,17 @@ def duration_ns(model) -> int:
     return round(model.duration_s * 1e9)
 
 
+def now_ns() -> int:
+    """The calling thread's simulated time (device timestamps are on the same clock)."""
+    return round(interface.clock().thread_now() * 1e9)
+
+
 def test_short_program_events_exactly(runtime):
     """One start/stop pair per execution whose difference is the simulated duration, sync points after each,
     the software events in call order."""
     model, inputs, outputs, t = load()
     d = duration_ns(model)
+    t0 = now_ns()                                   # after nrt_init's core reset and the load
     assert nrt.nrt_sys_trace_start(None) == 0
     assert nrt.nrt_tensor_write(t["x"], bytes(256), 0, 256) == 0
     assert nrt.nrt_execute(model, inputs, outputs) == 0
@@ -63,7 +69,7 @@ def test_short_program_events_exactly(runtime):
     assert nrt.nrt_tensor_read(t["y"], bytearray(40), 0, 40) == 0
     assert nrt.nrt_unload(model) == 0
     events = fetch()
-    got = [(e["event_type"], e["phase"], e["tracking_id"], e["lnc_idx"], e["data"]["nc_timestamp_ns"])
+    got = [(e["event_type"], e["phase"], e["tracking_id"], e["lnc_idx"], e["data"]["nc_timestamp_ns"] - t0)
            for e in events]
     assert got == [
         ("nrt_tensor_write", "start", 1, 0, 0), ("nrt_tensor_write", "stop", 1, 0, 0),
@@ -228,7 +234,9 @@ def test_profile_file_and_cli(runtime, tmp_path, capsys):
     d = duration_ns(model)
     assert doc["format"] == "neuron_sim.profile/1" and "not the Neuron profiler" in doc["note"]
     assert doc["model"]["id"] == model.id
-    assert [(r["start_ns"], r["duration_ns"], r["status"]) for r in doc["executions"]] == [
+    s0 = doc["executions"][0]["start_ns"]
+    assert s0 >= doc["started_ns"]
+    assert [(r["start_ns"] - s0, r["duration_ns"], r["status"]) for r in doc["executions"]] == [
         (0, d, "NRT_SUCCESS"), (d, d, "NRT_SUCCESS"), (2 * d, d, "NRT_SUCCESS")]
     assert {e["data"]["model_id"] for e in doc["events"] if "model_id" in e["data"]} == {model.id}
     assert cli(["profile", "show", str(path)]) == 0
@@ -273,19 +281,23 @@ def test_perfetto_trace_of_a_process(tmp_path):
     assert names == {(1, "host: runtime calls"), (1000, "NC 0 (nc0, nd0)"), (1001, "NC 1 (nc1, nd0)")}
     assert {e["pid"] for e in ev} == {pid}
     slices = [(e["tid"], e["name"], e["cat"], e["ts"], e["dur"]) for e in ev if e["ph"] == "X" and e["tid"] >= 1000]
-    unloaded = slices[-1][3]
     d = round(model.duration_s * 1e9) / 1000
-    assert slices == [(1000, "load mlp_trn1", "load", 0.0, 0.0), (1000, "mlp_trn1", "execution", 0.0, d),
-                      (1000, "mlp_trn1", "execution", d, d), (1001, "load slow_40s", "load", 2 * d, 0.0),
-                      (1001, "timeout: slow_40s", "timeout", 2 * d, 5e6),
-                      (1001, "load gather_oob", "load", 2 * d + 5e6, 0.0),
-                      (1001, "gather_oob NRT_EXEC_OOB", "error", 2 * d + 5e6, g),
-                      (1000, "unload mlp_trn1", "load", unloaded, 0.0),
-                      (1001, "unload slow_40s", "load", unloaded, 0.0),
-                      (1001, "unload gather_oob", "load", unloaded, 0.0)]
-    assert unloaded >= 2 * d + 5e6                   # nrt_close after the last call (on the host's time)
+    assert [(tid, name, cat) for tid, name, cat, _, _ in slices] == [
+        (1000, "load mlp_trn1", "load"), (1000, "mlp_trn1", "execution"), (1000, "mlp_trn1", "execution"),
+        (1001, "load slow_40s", "load"), (1001, "timeout: slow_40s", "timeout"), (1001, "load gather_oob", "load"),
+        (1001, "gather_oob NRT_EXEC_OOB", "error"), (1000, "unload mlp_trn1", "load"),
+        (1001, "unload slow_40s", "load"), (1001, "unload gather_oob", "load")]
+    ts = {name: (t, dur) for _, name, _, t, dur in slices if name != "mlp_trn1"}
+    runs = [(t, dur) for _, name, _, t, dur in slices if name == "mlp_trn1"]
+    load_end = ts["load mlp_trn1"][0] + ts["load mlp_trn1"][1]
+    assert ts["load mlp_trn1"][1] == round(model.load_time_s * 1e9) / 1000 > 0   # loads take simulated time
+    assert runs == [(load_end, d), (pytest.approx(load_end + d), d)]             # back to back after it
+    assert ts["load slow_40s"][0] == pytest.approx(load_end + 2 * d)               # the host waited for both
+    assert ts["timeout: slow_40s"] == (ts["load slow_40s"][0] + ts["load slow_40s"][1], 5e6)
+    assert ts["gather_oob NRT_EXEC_OOB"][1] == g
+    assert ts["unload mlp_trn1"][1] == 0.0
     hbm = [e for e in ev if e["ph"] == "C" and e["name"] == "HBM nd0 bank0"]
-    assert hbm[0]["ts"] == 0 and hbm[0]["args"]["bytes"] > 0
+    assert hbm[0]["ts"] <= ts["load mlp_trn1"][0] and hbm[0]["args"]["bytes"] > 0     # from nrt_init on
     assert hbm[-1]["args"]["bytes"] < hbm[0]["args"]["bytes"] // 100   # at close: the tensors left unfreed
     assert max(e["args"]["bytes"] for e in hbm) > hbm[0]["args"]["bytes"]
     assert doc["otherData"]["format"] == "neuron_sim.trace/1" and doc["otherData"]["clock"] == "virtual"
@@ -384,6 +396,7 @@ def test_explicit_async_executions_are_traced(runtime):
     """nrta_execute_schedule: one nc_exec_running pair per scheduled execution, tagged with its sequence id."""
     model, i, o, _ = load(0)
     d = duration_ns(model)
+    t0 = now_ns()
     assert nrt.nrt_sys_trace_start(None) == 0
     rets = [nrt.nrta_status_t() for _ in range(2)]
     seqs = []
@@ -394,5 +407,5 @@ def test_explicit_async_executions_are_traced(runtime):
     for ret in rets:
         ret.wait()
     runs = [e for e in fetch() if e["event_type"] == "nc_exec_running"]
-    assert [(e["phase"], e["data"]["job_id"], e["data"]["nc_timestamp_ns"]) for e in runs] == [
+    assert [(e["phase"], e["data"]["job_id"], e["data"]["nc_timestamp_ns"] - t0) for e in runs] == [
         ("start", seqs[0], 0), ("stop", seqs[0], d), ("start", seqs[1], d), ("stop", seqs[1], 2 * d)]

@@ -12,6 +12,8 @@ Numerics (where the Neuron documentation is silent, chosen to match what the eng
   +-448 for float8_e4m3 (which has no inf; the saturating "satfinite" conversion, NaN stays NaN);
   float -> int truncates toward zero, saturates at the integer range and maps NaN to 0;
   int -> int saturates (a cast never wraps); int -> float rounds to nearest.
+- With NEURON_RT_STOCHASTIC_ROUNDING_EN the fp32 -> bf16/fp16/fp8 roundings (``cast`` and the low-precision ops'
+  result) are stochastic instead (compute.rounding).
 - ``gather`` is an indirect load: an index outside [0, data.shape[axis]) (negative ones included; the DMA engine
   takes them as unsigned) raises ``OutOfBoundsAccess``, which the runtime reports as NRT_EXEC_OOB.
 """
@@ -25,6 +27,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from neuron_sim.compute import rounding
 from neuron_sim.compute.graph import TensorSpec
 from neuron_sim.compute.shapes import (
     BINARY,
@@ -77,6 +80,8 @@ def _cast_into(x: np.ndarray, dst: np.dtype, out: np.ndarray) -> np.ndarray:
             x = x.astype(F32)                                   # exact widening, then one rounding
         elif dst in _LOWP and not is_float(src):
             x = x.astype(F64)
+        if rounding.generator is not None and dst in _LOWP and x.dtype == F32:
+            return rounding.stochastic_round_into(x, dst, out, rounding.generator)
         np.copyto(out, x, casting="unsafe")
         return out
     info = np.iinfo(dst)

@@ -6,9 +6,10 @@ Decisions where the Neuron sources are silent or disagree (see docs/configuratio
 - A variable introduced after the emulated runtime (``NEURON_SIM_RUNTIME_VERSION``) keeps its default and
   adds a message to ``warnings``; so does NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS from 2.34.10 on
   (it is honoured but flagged as deprecated from 2.32.31).
-- Before 2.10.15 the runtime did not reset cores at init and timed executions out after 2 s; neuron_sim
-  applies those defaults when emulating such a release. From 2.10.15 on the default timeout is 30 s (the
-  configuration table); the 2 s prose of the same page and the 600 s seen in trn1 logs are not used.
+- Before 2.9 the runtime timed executions out after 2 s, and before 2.10.15 it did not reset cores at init;
+  neuron_sim applies those defaults when emulating such a release. From 2.9 on the default timeout is 30 s
+  (the configuration table and the release notes); the 2 s prose of the page and the 600 s of trn1 logs (an
+  application's own NEURON_RT_EXEC_TIMEOUT=600) are not defaults.
 - ``NEURON_RT_EXEC_TIMEOUT=0`` means no timeout.
 - NEURON_LOGICAL_NC_CONFIG wins over its old name NEURON_RT_VIRTUAL_CORE_SIZE; using the old name warns.
 - ``NEURON_FAIL_ON_NAN`` true, with no explicit NEURON_RT_NUMERICAL_ERRORS_VERBOSITY, selects ``critical``.
@@ -52,7 +53,8 @@ from neuron_sim.config.variables import (
     LOG_FORMATS,
     MAX_PROCESS_TAG_LENGTH,
     NUMERICAL_ERRORS_VERBOSITIES,
-    RESET_AND_30S_TIMEOUT_SINCE,
+    EXEC_TIMEOUT_30S_SINCE,
+    RESET_CORES_SINCE,
     SINCE,
     short_version,
     version_string,
@@ -88,6 +90,7 @@ class RuntimeConfig:
     stochastic_rounding_seed: int = 0
     low_latency_cpu_affinity: tuple[int, ...] | None = None
     numerical_errors_verbosity: str = "none"
+    fail_on_nan: bool = False
     neuroncore_group_sizes: tuple[int, ...] | None = None
     scratchpad_page_size_mb: int = DEFAULT_SCRATCHPAD_PAGE_SIZE_MB
     process_tag: str | None = None
@@ -140,9 +143,9 @@ def load_config(environ: Mapping[str, str] | None = None) -> RuntimeConfig:
     """Read every runtime variable from environ (None: os.environ); a malformed value raises ConfigError."""
     reader = _Reader(os.environ if environ is None else environ)
     reader.version = reader.get("NEURON_SIM_RUNTIME_VERSION", parse_runtime_version, DEFAULT_RUNTIME_VERSION)
-    modern = reader.version >= RESET_AND_30S_TIMEOUT_SINCE
 
     timeout = reader.get("NEURON_RT_EXEC_TIMEOUT", parse_int_range, None)
+    fail_on_nan = reader.get("NEURON_FAIL_ON_NAN", parse_bool, False)
     levels, locations = _component_settings(reader)
     return RuntimeConfig(
         visible_cores=reader.get("NEURON_RT_VISIBLE_CORES", parse_core_list, None),
@@ -153,7 +156,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> RuntimeConfig:
         component_log_levels=levels,
         component_log_locations=locations,
         exec_timeout_s=float(timeout) if timeout is not None else (
-            DEFAULT_EXEC_TIMEOUT_S if modern else LEGACY_EXEC_TIMEOUT_S
+            DEFAULT_EXEC_TIMEOUT_S if reader.version >= EXEC_TIMEOUT_30S_SINCE else LEGACY_EXEC_TIMEOUT_S
         ),
         validate_hash=reader.get("NEURON_RT_VALIDATE_HASH", parse_bool, False),
         max_neff_bytes=reader.get("NEURON_SIM_MAX_NEFF_BYTES", lambda n, t: parse_int_range(n, t, 1, 1 << 62),
@@ -161,13 +164,14 @@ def load_config(environ: Mapping[str, str] | None = None) -> RuntimeConfig:
         shared_weights=reader.get("NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS", parse_bool, False),
         async_max_inflight=_async_max_inflight(reader),
         allow_legacy_neff=reader.get("NEURON_RT_ALLOW_LEGACY_NEFF", parse_bool, False),
-        reset_cores=reader.get("NEURON_RT_RESET_CORES", parse_bool, modern),
+        reset_cores=reader.get("NEURON_RT_RESET_CORES", parse_bool, reader.version >= RESET_CORES_SINCE),
         stochastic_rounding=reader.get("NEURON_RT_STOCHASTIC_ROUNDING_EN", parse_bool, False),
         stochastic_rounding_seed=reader.get(
             "NEURON_RT_STOCHASTIC_ROUNDING_SEED", lambda n, t: parse_int_range(n, t, 0, UINT32_MAX), 0
         ),
         low_latency_cpu_affinity=reader.get("NEURON_RT_LOW_LATENCY_TASKS_CPU_AFFINITY", parse_cpu_list, None),
-        numerical_errors_verbosity=_numerical_errors_verbosity(reader),
+        numerical_errors_verbosity=_numerical_errors_verbosity(reader, fail_on_nan),
+        fail_on_nan=fail_on_nan,
         neuroncore_group_sizes=_group_sizes(reader),
         scratchpad_page_size_mb=_scratchpad_page_size(reader),
         process_tag=reader.get(
@@ -222,25 +226,26 @@ def _async_max_inflight(reader: _Reader) -> int:
     return depth
 
 
-def _numerical_errors_verbosity(reader: _Reader) -> str:
+def _numerical_errors_verbosity(reader: _Reader, fail_on_nan: bool) -> str:
     """NEURON_RT_NUMERICAL_ERRORS_VERBOSITY, or ``critical`` when only NEURON_FAIL_ON_NAN is true."""
     verbosity = reader.get(
         "NEURON_RT_NUMERICAL_ERRORS_VERBOSITY",
         lambda n, t: parse_choice(n, t, NUMERICAL_ERRORS_VERBOSITIES),
         None,
     )
-    fail_on_nan = reader.get("NEURON_FAIL_ON_NAN", parse_bool, False)
     if verbosity is not None:
         return verbosity
     return "critical" if fail_on_nan else "none"
 
 
 def _group_sizes(reader: _Reader) -> tuple[int, ...] | None:
-    """NEURONCORE_GROUP_SIZES is parsed for compatibility and always flagged as deprecated."""
+    """NEURONCORE_GROUP_SIZES is honoured (runtime.placement) and always warned about in the guide's words."""
     sizes = reader.get("NEURONCORE_GROUP_SIZES", parse_positive_int_list, None)
     if sizes is not None:
         reader.warnings.append(
-            "NEURONCORE_GROUP_SIZES is deprecated; use NEURON_RT_VISIBLE_CORES or NEURON_RT_NUM_CORES instead"
+            "NEURONCORE_GROUP_SIZES is being deprecated in a future release and should be avoided in favor of "
+            "newer placement methods. Use NEURON_RT_NUM_CORES or NEURON_RT_VISIBLE_CORES with default placement "
+            "if possible"
         )
     return sizes
 

@@ -36,9 +36,14 @@ SINCE: Mapping[str, Version] = MappingProxyType(
     }
 )
 
-#: Release whose change of defaults (reset cores at init; 30 s execution timeout instead of 2 s) neuron_sim
-#: follows: the seed release notes announce both in the same release (10/26/2022, RT 2.10.15).
-RESET_AND_30S_TIMEOUT_SINCE: Version = (2, 10, 15, 0)
+#: Releases that changed defaults (seed release notes): the trn1 release of 10/10/2022 (RT 2.9) "increased default
+#: execution timeout from 2 seconds to 30 seconds"; the release of 10/26/2022 (RT 2.10.15) resets the cores at init.
+EXEC_TIMEOUT_30S_SINCE: Version = (2, 9, 0, 0)
+RESET_CORES_SINCE: Version = (2, 10, 15, 0)
+#: First release of 2024 (Neuron 2.17): logs up to 2023 print 4 fraction digits and the timeout as "inference
+#: timeout (N ms) on Neuron Device D NC C, waiting for execution completion notification"; later ones 6 digits
+#: and "execution timeout (N ms) on Neuron Device D NC C, model x.neff, waiting for ..." (runtime-semantics §4).
+LOG_2024_FORMAT_SINCE: Version = (2, 20, 0, 0)
 ASYNC_DEPRECATED_SINCE: Version = (2, 32, 31, 0)
 ASYNC_REMOVED_SINCE: Version = (2, 34, 10, 0)
 

@@ -14,8 +14,10 @@ its calls and simulated time alone. Under the virtual clock a submit from an app
 which keeps the physical backlog equal to the simulated one.
 
 Decisions where the spec is silent:
-- the in-flight limit N counts requests per NeuronCore (one queue and one runtime thread per core);
-  N above the hard cap of 63 is clamped with a warning;
+- the in-flight limit N counts requests per NeuronCore (one queue and one runtime thread per core); any N
+  from 1 to INT_MAX is honoured as given: the configuration guide accepts 0 to INT_MAX and the performance
+  guide says the depth "can be arbitrarily large", device memory for outputs being the limit (no release
+  documents a cap);
 - a request reserves ``sum(output sizes) + declared output_buffer_bytes`` of device memory until its
   simulated end is observed (a later submit, a drain, unload or close), so a deep queue of a model with
   large outputs fails with NRT_RESOURCE;
@@ -50,7 +52,6 @@ from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
 from neuron_sim.runtime.tensors import Tensor
 from neuron_sim.status import NrtError, NrtStatus, status_name
 
-HARD_CAP = 63
 COMPLETION_HISTORY = 1024       # completion ends kept per tensor for waits on counts reached long ago
 
 Callback = Callable[[Any, int, int, int, int], Any]
@@ -135,10 +136,6 @@ class AsyncQueue:
     """The process's async machinery: per-core queues, the callback, output reservations."""
 
     def __init__(self, rt: Runtime, max_inflight: int) -> None:
-        if max_inflight > HARD_CAP:
-            nrtlog.warn("NRT", "nrt_init", f"NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS={max_inflight} is above "
-                        f"the runtime's limit of {HARD_CAP}; using {HARD_CAP}")
-            max_inflight = HARD_CAP
         self.rt = rt
         self.max_inflight = max_inflight
         self.callback: Callback = default_callback

@@ -17,13 +17,15 @@ from collections import deque
 from collections.abc import Mapping
 
 from neuron_sim import nrtlog
+from neuron_sim.compute import rounding
 from neuron_sim.config import RuntimeConfig, check_cores_in_range, load_config, runtime_version_string
 from neuron_sim.nrtlog import fail
 from neuron_sim.hardware.model import LogicalCore, Machine
 from neuron_sim.hardware.select import select_machine
-from neuron_sim.runtime import faults, trace
+from neuron_sim.runtime import faults, reset, trace
 from neuron_sim.runtime.clock import Timeline, make_clock
 from neuron_sim.runtime.memory import DeviceMemory, OutOfDeviceMemory
+from neuron_sim.runtime.placement import group_reservation, warn_misaligned
 from neuron_sim.runtime.reservation import CoresUnavailable, Reservation, default_state_dir, reserve
 from neuron_sim.runtime.tensors import FILL_BYTES, Placement, Storage, Tensor
 from neuron_sim.status import NrtError, NrtStatus
@@ -83,6 +85,8 @@ class Runtime:
         # (total, device) simulated seconds per execution, drained by neuron_sim.runtime.publish
         self.latency_samples: deque = deque(maxlen=4096)
         self.publisher = None            # set by neuron_sim.runtime.publish.attach at init
+        self.rounding = _rounding_generator(config, machine, self.cores)   # installed in compute.rounding
+        rounding.install(self.rounding)
 
     # ---- cores -------------------------------------------------------------------------------------
     @property
@@ -307,11 +311,30 @@ class Runtime:
             return
         if self.publisher is not None:
             self.publisher.close()
+        if rounding.generator is self.rounding:
+            rounding.install(None)
         for a in self._runtime_allocs:
             self.memory.free(a)
         self.memory.close()
         self.closed = True
         self.reservation.release()
+
+
+def _rounding_generator(config: RuntimeConfig, machine: Machine, cores: list[CoreState]):
+    """The process's stochastic-rounding generator (None: round to nearest even), as the device cores are told.
+
+    Seeded with NEURON_RT_STOCHASTIC_ROUNDING_SEED; on inf1 (NeuronCore-v1) the seed has no effect
+    (runtime-semantics §4), so the generator is seeded from the OS.
+    """
+    import numpy as np
+    v1 = machine.generation.name == "v1"
+    if nrtlog.enabled("INFO", "TDRV") and not v1:
+        for cs in cores:
+            nrtlog.info("TDRV", "tdrv_init_one_mla_phase2", f"Configuring stochastic rounding seed for device: "
+                        f"{cs.core.device}, nc {cs.core.local_id}. seed: {config.stochastic_rounding_seed}")
+    if not config.stochastic_rounding:
+        return None
+    return np.random.Generator(np.random.PCG64(None if v1 else config.stochastic_rounding_seed))
 
 
 def tensor_name(name: object, function: str) -> str | None:
@@ -348,14 +371,20 @@ def visible_count_for(config: RuntimeConfig, machine: Machine, function: str) ->
         check_cores_in_range(config, machine.total_cores)
     except NrtError as exc:
         raise fail(exc.status, "NRT", function, exc.message) from None
+    num_cores, refused = group_reservation(config.neuroncore_group_sizes, config.visible_cores, config.num_cores,
+                                           machine.total_cores)
+    if refused is not None:
+        raise fail(NrtStatus.INVALID, "NRT", function, refused)
     if config.visible_cores is not None:
         return len(config.visible_cores)
-    if config.num_cores > machine.total_cores:
+    if num_cores > machine.total_cores:
+        asked = (f"NEURON_RT_NUM_CORES={num_cores}" if config.num_cores
+                 else f"NEURONCORE_GROUP_SIZES (sum {num_cores})")
         raise fail(NrtStatus.RESOURCE, "NRT", function,
-                   f"Logical Neuron Core(s) not available - Requested:{config.num_cores} "
-                   f"Available:{machine.total_cores} Logical Core size {machine.lnc}: NEURON_RT_NUM_CORES="
-                   f"{config.num_cores} is more than the {machine.total_cores} NeuronCores of {machine.instance_type}")
-    return config.num_cores or machine.total_cores
+                   f"Logical Neuron Core(s) not available - Requested:{num_cores} "
+                   f"Available:{machine.total_cores} Logical Core size {machine.lnc}: {asked} "
+                   f"is more than the {machine.total_cores} NeuronCores of {machine.instance_type}")
+    return num_cores or machine.total_cores
 
 
 def read_config(environ: Mapping[str, str] | None, function: str) -> RuntimeConfig:
@@ -404,7 +433,9 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
     visible_count_for(config, machine, "nrt_allocate_neuron_cores")
     try:
         state_dir = default_state_dir(machine, {"NEURON_SIM_STATE_DIR": config.state_dir} if config.state_dir else {})
-        reservation = reserve(state_dir, machine, visible=visible, num_cores=config.num_cores,
+        num_cores = group_reservation(config.neuroncore_group_sizes, visible, config.num_cores,
+                                      machine.total_cores)[0]
+        reservation = reserve(state_dir, machine, visible=visible, num_cores=num_cores,
                               runtime_version=version)
     except CoresUnavailable as exc:
         error = fail(exc.status, "NRT", "nrt_allocate_neuron_cores", exc.message)
@@ -417,6 +448,15 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
         raise fail(NrtStatus.FAILURE, "NRT", "nrt_allocate_neuron_cores",
                    f"Cannot use the state directory (NEURON_SIM_STATE_DIR): {exc}") from None
     try:
+        if config.reset_cores:
+            reset.clear(reservation.state_dir, machine, reservation.logical_cores)
+        else:
+            reset.warn_leftovers(reservation.state_dir, machine, reservation.logical_cores)
+    except OSError as exc:
+        reservation.release()
+        raise fail(NrtStatus.FAILURE, "NRT", fn, f"Cannot reset the NeuronCores' state in the state directory "
+                   f"(NEURON_SIM_STATE_DIR): {exc}") from None
+    try:
         rt = Runtime(config, machine, reservation)
     except NrtError as exc:                       # out of device memory, or the memory ledger is unusable
         reservation.release()
@@ -424,4 +464,7 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
     if nrtlog.enabled("INFO", "NRT"):
         nrtlog.info("NRT", fn, f"Visible cores: {', '.join(str(c) for c in rt.global_core_ids())}, "
                     f"LNC: {machine.lnc}")
+    if config.reset_cores:
+        reset.charge(rt)
+    warn_misaligned(rt.global_core_ids()[0], rt.visible_count)
     return rt

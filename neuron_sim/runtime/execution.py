@@ -14,11 +14,12 @@ import numpy as np
 
 from neuron_sim import nrtlog
 from neuron_sim.compute.ops import OutOfBoundsAccess
+from neuron_sim.config.variables import LOG_2024_FORMAT_SINCE
 from neuron_sim.nrtlog import fail
-from neuron_sim.runtime import faults, trace
+from neuron_sim.runtime import faults, numerical, trace
 from neuron_sim.runtime.clock import reserve_all
 from neuron_sim.runtime.core import Runtime
-from neuron_sim.runtime.models import Binding, Model, check_model, opaque_outputs
+from neuron_sim.runtime.models import Binding, Model, check_model, opaque_outputs, pick_copy
 from neuron_sim.runtime.tensors import Placement, Tensor, TensorSet
 from neuron_sim.status import NrtError, NrtStatus
 
@@ -70,6 +71,9 @@ def _invalid(rt: Runtime, model: Model, message: str) -> NrtError:
 def prepare(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> Prepared:
     """Check every model input and output is present, of the model's size and on the model's core."""
     check_model(rt, model, "nrt_execute")
+    if model.copies:                   # a replicated load: the copy holding the inputs, else the earliest idle
+        model = pick_copy(model, inputs.get(model.inputs[0].name) if model.inputs and isinstance(inputs, TensorSet)
+                          else None)
     in_t: list[Tensor] = []
     out_t: list[Tensor] = []
     in_v: dict[str, np.ndarray] = {}
@@ -110,7 +114,7 @@ def run(rt: Runtime, req: Prepared, accepted: bool = False) -> NrtStatus:
         if req.timed_out:
             rt.clock.wait_until(req.end)
             stats["timed_out"] += 1
-            raise _timeout(model, rt.config.exec_timeout_s)
+            raise _timeout(model, rt.config.exec_timeout_s, rt.config.runtime_version)
         sentinel = False
         if model.compiled is not None:
             try:
@@ -129,13 +133,7 @@ def run(rt: Runtime, req: Prepared, accepted: bool = False) -> NrtStatus:
             cs.lock.release()
     if not sentinel and _has_nan(req.outputs):
         stats["completed_with_num_err"] += 1
-        core = cores[0].core
-        nrtlog.warn("TDRV", "exec_consume_infer_status_notifications",
-                    f"Error notifications found on NC {model.start_vnc} (ND {core.device}): "
-                    "INFER_ERROR_SUBTYPE_NUMERICAL")
-        nrtlog.warn("NMGR", "dlr_infer", f"Inference completed with err: "
-                    f"{int(NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR)}. mode->h_nn={model.id}, "
-                    f"start_nc={model.start_vnc}, nc_count={len(cores)}")
+        numerical.report(rt.config, model, req.outputs)
         return NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR
     stats["completed"] += 1
     return NrtStatus.SUCCESS
@@ -163,13 +161,17 @@ def execute_repeat(rt: Runtime, model: Model, inputs: TensorSet, outputs: Tensor
     return status
 
 
-def _timeout(model: Model, timeout: float) -> NrtError:
+def _timeout(model: Model, timeout: float, version: tuple[int, ...]) -> NrtError:
     core = model.cores[0].core
     ms = int(round(timeout * 1000))
     nrtlog.error("TDRV", "exec_consume_tpb_status_notifications",
                  "Missing infer_status notification: (end:0)")
-    msg = (f"(FATAL-RT-UNDEFINED-STATE) execution timeout ({ms} ms) on Neuron Device {core.device} NC "
-           f"{core.local_id}, model {model.name}, waiting for execution completion notification")
+    if version < LOG_2024_FORMAT_SINCE:     # the wording of runtimes up to 2023 (seed 000's example)
+        msg = (f"(FATAL-RT-UNDEFINED-STATE) inference timeout ({ms} ms) on Neuron Device {core.device} NC "
+               f"{core.local_id}, waiting for execution completion notification")
+    else:
+        msg = (f"(FATAL-RT-UNDEFINED-STATE) execution timeout ({ms} ms) on Neuron Device {core.device} NC "
+               f"{core.local_id}, model {model.name}, waiting for execution completion notification")
     nrtlog.error("TDRV", "exec_consume_infer_status_notifications", msg)
     nrtlog.error("NMGR", "dlr_infer", f"Inference completed with err: {int(NrtStatus.TIMEOUT)}")
     return NrtError(NrtStatus.TIMEOUT, f"execution timeout ({ms} ms) on Neuron Device {core.device} NC "

@@ -21,8 +21,8 @@ How to write a face:
   guard("nrt_tensor_memset", lambda: interface.tensor_memset(t, off, value, size))[0]``; a raising face
   just calls ``interface.tensor_memset(...)`` and lets ``NrtError`` through.
 
-Groups: lifecycle (``init``, ``close``, ``state``, counts and instance info before init), models (``load``,
-``unload``, model info), tensors and tensor sets, execute (``execute``, ``execute_status``, ``execute_repeat``,
+Groups: lifecycle (``init``, ``close``, ``state``, counts and instance info before init), models (``load``
+with ``vnc_count`` replication, ``unload``, model info, ``model_copies``), tensors and tensor sets, execute (``execute``, ``execute_status``, ``execute_repeat``,
 ``execute_now``, ``run_arrays``),
 async (``submit``, ``submit_arrays``, ``wait_output_completion``, ``drain``, ``register_callback``),
 memory statistics, version and status strings; explicit async (``async_*``: nrta_* execution units,
@@ -60,7 +60,7 @@ __all__ = [
     "init", "close", "state", "total_nc_count", "visible_nc_count", "instance_info", "version", "status_string",
     "machine", "config", "clock", "global_core_ids",
     "load", "load_file", "load_collectives", "unload", "model_nc_count", "model_start_nc", "model_instance_count",
-    "model_tensor_info", "loaded_models",
+    "model_copies", "model_tensor_info", "loaded_models",
     "tensor_allocate", "tensor_allocate_empty", "tensor_free", "tensor_read", "tensor_write", "tensor_read_batch",
     "tensor_write_batch", "tensor_copy", "tensor_memset", "tensor_slice", "tensor_attach_buffer", "tensor_size",
     "tensor_va", "tensor_device_allocation_info", "tensor_fill", "tensor_of_array", "tensor_array", "wait_output_completion",
@@ -220,7 +220,8 @@ def global_core_ids(function: str = "global_core_ids") -> tuple[int, ...]:
 
 # ---- models ---------------------------------------------------------------------------------------------
 def load(neff: Any, vnc: int = -1, vnc_count: int = -1, function: str = "nrt_load") -> Model:
-    """Load a NEFF from its bytes (any buffer) at visible core ``vnc`` (-1: least-used cores)."""
+    """Load a NEFF from its bytes (any buffer) at visible core ``vnc`` (-1: least-used cores or NeuronCore
+    groups); ``vnc_count`` > 0 stages floor(vnc_count / cores per copy) copies (-1: one)."""
     rt = _live(function)
     if isinstance(neff, (str, os.PathLike)):
         raise fail(NrtStatus.INVALID, "NRT", function,
@@ -228,15 +229,15 @@ def load(neff: Any, vnc: int = -1, vnc_count: int = -1, function: str = "nrt_loa
     return models.load(rt, as_bytes(neff, function), vnc, vnc_count)
 
 
-def load_file(path: str | os.PathLike, vnc: int = -1) -> Model:
-    """Load a NEFF file; the path names it in log lines."""
+def load_file(path: str | os.PathLike, vnc: int = -1, vnc_count: int = -1) -> Model:
+    """Load a NEFF file; the path names it in log lines (``vnc_count`` as for ``load``)."""
     rt = _live("nrt_load")
     try:
         data = Path(path).read_bytes()
     except (OSError, ValueError) as exc:
         raise fail(NrtStatus.INVALID, "NRT", "nrt_load",
                    f"Cannot read NEFF {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    return models.load(rt, data, vnc, source=str(path))
+    return models.load(rt, data, vnc, vnc_count, source=str(path))
 
 
 def load_collectives(neff: Any, vnc: int, vnc_count: int, ctx_device_id: int, ctx_device_count: int) -> Model:
@@ -261,7 +262,8 @@ def unload(model: Any) -> None:
     """Free every byte of the model (after its queued requests); twice is NRT_INVALID_HANDLE."""
     rt = _live("nrt_unload")
     m = models.check_model(rt, model, "nrt_unload")
-    arrays.release(rt, m)
+    for copy in m.copies or (m,):
+        arrays.release(rt, copy)
     models.unload(rt, m)
 
 
@@ -275,9 +277,14 @@ def model_start_nc(model: Any) -> int:
 
 
 def model_instance_count(model: Any) -> int:
-    """Staged copies of the model (deprecated in libnrt): neuron_sim stages one."""
-    _model(model, "nrt_get_model_instance_count")
-    return 1
+    """Staged copies of the model: floor(nc_count / cores per copy) of a replicating load, else 1."""
+    return models.instance_count(_model(model, "nrt_get_model_instance_count"))
+
+
+def model_copies(model: Any) -> list[Model]:
+    """Every staged copy of the model (itself alone unless the load replicated it)."""
+    m = _model(model, "model_copies")
+    return list(m.copies or (m,))
 
 
 def model_tensor_info(model: Any, function: str = "nrt_get_model_tensor_info") -> list[TensorInfo]:
@@ -570,7 +577,7 @@ def run_arrays(model: Any, inputs: Mapping[str, Any]) -> tuple[NrtStatus, dict[s
     rt = _live("nrt_execute")
     if not isinstance(inputs, Mapping):
         raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"inputs must map input names to arrays, got {inputs!r}")
-    return arrays.run(rt, model, inputs)
+    return arrays.run(rt, models.pick_copy(models.check_model(rt, model, "nrt_execute")), inputs)
 
 
 def submit(model: Any, inputs: Any, outputs: Any, on_done: Callable[[int], Any] | None = None) -> NrtStatus:
@@ -591,7 +598,7 @@ def submit_arrays(model: Any, inputs: Mapping[str, Any],
     rt = _live("nrt_execute")
     if not isinstance(inputs, Mapping):
         raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"inputs must map input names to arrays, got {inputs!r}")
-    arrays.submit(rt, model, inputs, on_done, block)
+    arrays.submit(rt, models.pick_copy(models.check_model(rt, model, "nrt_execute")), inputs, on_done, block)
 
 
 def completion_future() -> Future:

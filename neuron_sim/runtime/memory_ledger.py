@@ -3,8 +3,11 @@
 On hardware, HBM is one pool per bank whoever allocates from it. Each runtime process owns one ledger file in the
 machine's state directory (``mem-<pid>.ledger``), holds an exclusive flock on it for its whole life and writes into
 it the bytes it has *reserved* per HBM bank. Readers and writers serialise on ``memory.lock``. An entry whose file
-is no longer locked belongs to a dead process (the kernel drops the lock however the process ends, exactly as for
-the core lock files) and is deleted by the next reader. docs/memory.md describes the protocol and the chunking.
+is no longer locked belongs to a process that ended without nrt_close (the kernel drops the lock however the process
+ends): it is *leftover* device state, still counted on its banks (``MemoryEntry.alive`` False) until a runtime
+initialising with NEURON_RT_RESET_CORES resets cores on those banks (``clear_leftovers``), as the release notes
+describe for runtimes before cores were reset at init. Unreadable dead files are deleted by the next reader.
+docs/memory.md describes the protocol and the chunking.
 
 Allocation stays cheap: a process reserves in chunks (``CHUNK_BYTES``), so a tensor allocation inside the chunk
 touches no file; only crossing the reservation (grow) or dropping more than two chunks below it (shrink) writes.
@@ -40,6 +43,7 @@ class MemoryEntry:
     pid: int
     command: str
     nbytes: int
+    alive: bool = True          # False: left behind by a process that ended without nrt_close
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,11 @@ def _ledger_files(state_dir: Path) -> list[Path]:
     return [Path(state_dir) / n for n in sorted(names) if n.startswith("mem-") and n.endswith(".ledger")]
 
 
-def _live_entries(state_dir: Path, skip: Path | None = None) -> list[tuple[int, str, dict[BankKey, int]]]:
-    """Every live process's record, deleting the files of dead ones; call with ``memory.lock`` held."""
+Record = tuple[int, str, dict[BankKey, int], bool]     # pid, command, bytes per bank, alive
+
+
+def _live_entries(state_dir: Path, skip: Path | None = None) -> list[Record]:
+    """Every process's record, live or left behind (unreadable dead files are deleted); call with ``memory.lock``."""
     out = []
     for path in _ledger_files(state_dir):
         if path == skip:
@@ -105,24 +112,54 @@ def _live_entries(state_dir: Path, skip: Path | None = None) -> list[tuple[int, 
         if lock is None:
             continue
         try:
-            if not is_held(lock):                     # its process is gone: the kernel dropped the lock
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
-                continue
+            alive = is_held(lock)
             record = _decode(read_record(lock))
-            if record is not None:
-                out.append(record)
+            if record is None or not (alive or record[2]):
+                if not alive:                     # nothing left to account: drop the file
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+                continue
+            out.append((*record, alive))
         finally:
             lock.close()
     return out
 
 
+def clear_leftovers(state_dir: Path, banks: set[BankKey]) -> list[MemoryEntry]:
+    """Reset: drop what ended processes left on ``banks`` (NEURON_RT_RESET_CORES); returns what was cleared."""
+    cleared: list[MemoryEntry] = []
+    state_dir = Path(state_dir)
+    with AllocationLock(state_dir, LEDGER_LOCK_NAME):
+        for path in _ledger_files(state_dir):
+            lock = open_for_locking(path)
+            try:
+                if not lock.writable or not try_lock_exclusive(lock):
+                    continue                      # a live process's file (or one we may not touch)
+                record = _decode(read_record(lock))
+                if record is None:
+                    continue
+                pid, command, held = record
+                gone = {k: n for k, n in held.items() if k in banks}
+                if not gone:
+                    continue
+                cleared.extend(MemoryEntry(pid, command, n, alive=False) for n in gone.values())
+                rest = {k: n for k, n in held.items() if k not in banks}
+                if rest:
+                    os.ftruncate(lock.fd, 0)
+                    write_record(lock, _encode(pid, command, rest))
+                else:
+                    os.unlink(path)
+            finally:
+                lock.close()
+    return cleared
+
+
 def read_machine_memory(state_dir: Path, machine: Machine) -> list[BankMemory]:
     """Machine-wide device memory per HBM bank, from the ledger (for tools: neuron-sim ls -a, monitors)."""
     state_dir = Path(state_dir)
-    entries: list[tuple[int, str, dict[BankKey, int]]] = []
+    entries: list[Record] = []
     if state_dir.is_dir() and not state_dir.is_symlink():
         with AllocationLock(state_dir, LEDGER_LOCK_NAME):
             entries = _live_entries(state_dir)
@@ -130,7 +167,7 @@ def read_machine_memory(state_dir: Path, machine: Machine) -> list[BankMemory]:
     for device in machine.devices:
         for hbm in device.hbm_banks:
             key = (device.index, hbm.index)
-            held = tuple(MemoryEntry(pid, cmd, b[key]) for pid, cmd, b in entries if b.get(key))
+            held = tuple(MemoryEntry(pid, cmd, b[key], alive) for pid, cmd, b, alive in entries if b.get(key))
             banks.append(BankMemory(device.index, hbm.index, hbm.capacity, held))
     return banks
 
@@ -166,7 +203,8 @@ class MemoryLedger:
             return self._others(key)
 
     def _others(self, key: BankKey) -> list[MemoryEntry]:
-        return [MemoryEntry(pid, cmd, b[key]) for pid, cmd, b in _live_entries(self.state_dir, self._file.path)
+        return [MemoryEntry(pid, cmd, b[key], alive) for pid, cmd, b, alive in _live_entries(self.state_dir,
+                                                                                             self._file.path)
                 if b.get(key)]
 
     def grow(self, key: BankKey, needed: int) -> list[MemoryEntry] | None:
@@ -193,7 +231,7 @@ class MemoryLedger:
         return False
 
     def close(self) -> None:
-        """Remove this process's entry (idempotent); a killed process's entry is dropped by the next reader."""
+        """Remove this process's entry (idempotent); a killed process's entry stays until a reset clears it."""
         if self._file.fd < 0:
             return
         if os.getpid() != self._pid:                  # a forked child: its copy only, the parent keeps its entry

@@ -6,7 +6,16 @@ Decisions where the spec is silent (see README "Runtime decisions"):
 - a logical-core size mismatch fails with NRT_INVALID;
 - each core a model occupies is charged its share of the NEFF's code and constants, 1 MiB of DMA
   rings, and the shared scratchpad of the core grows (in 512 MB pages) to the largest need;
-- with NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS the constants of one NEFF are stored once per HBM bank.
+- with NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS the constants of one NEFF are stored once per HBM bank;
+- placement (explicit, NeuronCore groups, least used, replication) follows runtime.placement;
+- NEURON_RT_ALLOW_LEGACY_NEFF: "not all NEFF files, especially those from older architectures, may be compatible
+  ... the operation will fail with a data mismatch error or stall out" (configuration guide). The documented case,
+  one generation back from NeuronCore-v2 (trn1 -> trn2), runs. An inf1 (NeuronCore-v1) NEFF one generation back
+  fails every execution with a data mismatch (NRT_EXEC_COMPLETED_WITH_ERR); a NEFF two or more generations back
+  stalls: its executions take LEGACY_STALL_S and so time out (NRT_TIMEOUT);
+- a load takes simulated time on the model's cores: LOAD_FIXED_S plus the NEFF's bytes (file, or its declared
+  code and constants when larger) at LOAD_BYTES_PER_S; NEURON_RT_VALIDATE_HASH adds half of it (the
+  configuration guide's "~50%" load-time penalty).
 
 State owned here: each runtime's ``ModelTable`` (loaded models by id, the id counter, shared constant
 copies, cached durations), each ``Model``, and the ``models`` and ``scratchpad`` fields of ``CoreState``.
@@ -30,7 +39,9 @@ from neuron_sim.neff.errors import NeffError
 from neuron_sim.neff.reader import Neff, read_neff
 from neuron_sim.nrtlog import fail
 from neuron_sim.runtime import faults, trace
+from neuron_sim.runtime.clock import reserve_all
 from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
+from neuron_sim.runtime.placement import PlacementError, Spot, place
 from neuron_sim.runtime.references import find_reference
 from neuron_sim.status import NrtError, NrtStatus
 
@@ -39,6 +50,10 @@ if TYPE_CHECKING:
 
 DMA_RING_BYTES = 1 << 20          # per model per core (assumption: io rings of a small model)
 GENERATION_ORDER = {"v1": 1, "v2": 2, "v3": 3, "v4": 4}
+LOAD_FIXED_S = 0.020              # staging a model: parse, instruction fetch set-up, DMA descriptors
+LOAD_BYTES_PER_S = 2.0e9          # host to device copy of code and weights during nrt_load
+HASH_LOAD_FACTOR = 1.5            # NEURON_RT_VALIDATE_HASH: "performance penalty during model load time (~50%)"
+LEGACY_STALL_S = 3600.0           # an incompatible legacy NEFF "stalls out": it never finishes within any timeout
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,10 @@ class Model:
     shared_entries: list = field(default_factory=list)
     unloaded: bool = False        # set once, under rt.lock, by the one unload that wins
     warned_sentinel: bool = False
+    copies: tuple["Model", ...] = ()     # every copy of a replicated load (the first is the handle returned)
+    group: int | None = None             # NeuronCore group (NEURONCORE_GROUP_SIZES) it was placed in
+    load_time_s: float = 0.0             # simulated time nrt_load took
+    next_copy: int = 0                   # round-robin position among equally idle copies
     timelines: tuple = ()         # the simulated timelines of its cores (runtime.clock.Timeline)
 
     @property
@@ -110,11 +129,14 @@ def loaded(rt: Runtime) -> list[Model]:
 
 
 def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = None) -> Model:
-    """Read and check a NEFF, place it, account its memory and prepare its execution (``source`` names it in logs)."""
+    """Read and check a NEFF, place it (``vnc_count`` > 0 replicates), account its memory, charge its load time."""
     fn = "nrt_load"
     if isinstance(vnc, bool) or not isinstance(vnc, int) or vnc < -1:
         raise fail(NrtStatus.INVALID, "NRT", fn, f"Invalid start NeuronCore {vnc!r}: expected -1 (automatic "
                    f"placement) or a visible index 0-{rt.visible_count - 1}")
+    if isinstance(vnc_count, bool) or not isinstance(vnc_count, int) or vnc_count == 0 or vnc_count < -1:
+        raise fail(NrtStatus.INVALID, "NRT", fn, f"Invalid NeuronCore count {vnc_count!r}: expected -1 (the cores "
+                   "one copy needs) or a count >= 1 (floor(count / cores per copy) copies)")
     if isinstance(data, np.ndarray):
         data = memoryview(data)
     try:
@@ -124,35 +146,95 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
         raise _load_failed(exc.status, exc.message, source or "<buffer>") from None
     _check_architecture(rt, neff)
     _check_lnc(rt, neff)
-    compiled = _compile(neff)
+    compiled = _legacy(rt, neff, _compile(neff))
     tab = table(rt)
     with rt.lock:                      # placement and accounting are one step: concurrent loads never collide
-        start = _place(rt, neff, vnc)
-        cores = tuple(rt.cores[start:start + neff.num_cores])
-        if faults.active is not None: faults.active.hit("load", cores, neff)  # noqa: E701
-        model_id = next(tab.ids)
-        rt.memory.neff_names[model_id] = neff.name
-        model = Model(model_id, neff, start, cores, _bindings(neff.inputs), _bindings(neff.outputs),
-                      compiled, 0.0, timelines=tuple(cs.timeline for cs in cores))
+        spot = _place(rt, neff, vnc, vnc_count)
+        copies: list[Model] = []
         try:
-            _account(rt, model)
-        except OutOfDeviceMemory as exc:
-            _release_memory(rt, model)
-            rt.memory.neff_names.pop(model_id, None)
-            rt.log_oom(exc)
-            raise _load_failed(NrtStatus.RESOURCE, exc.message, neff.name) from None
-        for cs in cores:
-            cs.models += 1
-        tab.by_id[model_id] = model
-        _update_durations(rt, model)
-    nrtlog.info("NRT", fn, f"Loaded NEFF {neff.name} as model {model_id} on NC {start}"
-                f"{'' if len(cores) == 1 else f'-{start + len(cores) - 1}'}")
-    if trace.recorder is not None: trace.recorder.loaded(model)  # noqa: E701
+            for start in spot.starts:
+                copies.append(_stage(rt, tab, neff, compiled, start, spot.group))
+        except BaseException:
+            for m in copies:
+                _drop(rt, m)
+            raise
+        if len(copies) > 1:
+            for m in copies:
+                m.copies = tuple(copies)
+        cost = load_time(rt, neff, len(data))
+        _charge_load(rt, copies, cost)
+    model = copies[0]
+    cores = [cs.vnc for m in copies for cs in m.cores]
+    nrtlog.info("NRT", fn, f"Loaded NEFF {neff.name} as model {model.id} on NC {cores[0]}"
+                f"{'' if len(cores) == 1 else f'-{cores[-1]}'}"
+                f"{'' if len(copies) == 1 else f' ({len(copies)} copies)'} in {cost * 1e3:.1f} ms")
     return model
 
 
+def _stage(rt: Runtime, tab: ModelTable, neff: Neff, compiled: CompiledGraph | None, start: int,
+           group: int | None) -> Model:
+    """One copy of a model on the cores from ``start``: memory accounted, registered in the table."""
+    cores = tuple(rt.cores[start:start + neff.num_cores])
+    if faults.active is not None: faults.active.hit("load", cores, neff)  # noqa: E701
+    model_id = next(tab.ids)
+    rt.memory.neff_names[model_id] = neff.name
+    model = Model(model_id, neff, start, cores, _bindings(neff.inputs), _bindings(neff.outputs), compiled, 0.0,
+                  group=group, timelines=tuple(cs.timeline for cs in cores))
+    try:
+        _account(rt, model)
+    except OutOfDeviceMemory as exc:
+        _release_memory(rt, model)
+        rt.memory.neff_names.pop(model_id, None)
+        rt.log_oom(exc)
+        raise _load_failed(NrtStatus.RESOURCE, exc.message, neff.name) from None
+    for cs in cores:
+        cs.models += 1
+    tab.by_id[model_id] = model
+    _update_durations(rt, model)
+    return model
+
+
+def load_time(rt: Runtime, neff: Neff, file_bytes: int) -> float:
+    """Simulated seconds of one nrt_load: fixed staging plus the bytes copied (x1.5 with hash validation)."""
+    nbytes = max(file_bytes, neff.code_bytes + neff.constants_bytes)
+    cost = LOAD_FIXED_S + nbytes / LOAD_BYTES_PER_S
+    return cost * HASH_LOAD_FACTOR if rt.config.validate_hash else cost
+
+
+def _charge_load(rt: Runtime, copies: list[Model], cost: float) -> None:
+    """The copies load one after the other on their cores' timelines; nrt_load returns when the last is done."""
+    t = rt.clock.thread_now()
+    for m in copies:
+        t = reserve_all(m.timelines, t, cost)[1]
+        if trace.recorder is not None: trace.recorder.loaded(m, t - cost, t)  # noqa: E701
+        m.load_time_s = cost
+    rt.clock.wait_until(t)
+
+
+def instance_count(model: Model) -> int:
+    """Copies a load staged (nrt_get_model_instance_count)."""
+    return len(model.copies) or 1
+
+
+def pick_copy(model: Model, first_input=None) -> Model:
+    """The copy a call runs on: the one holding ``first_input`` (a device tensor), else the earliest idle."""
+    copies = model.copies
+    if not copies:
+        return model
+    core = getattr(first_input, "core", None)
+    if core is not None:
+        for m in copies:
+            if m.cores[0].core.global_id == core.global_id:
+                return m
+    n = len(copies)
+    rr = model.next_copy
+    best = min(range(n), key=lambda i: (copies[i].timelines[0].busy_until, (i - rr) % n))
+    model.next_copy = (best + 1) % n
+    return copies[best]
+
+
 def unload(rt: Runtime, model: Model) -> None:
-    """Free every byte the model took; a second unload of the same handle is NRT_INVALID_HANDLE.
+    """Free every byte the model (every copy of it) took; a second unload is NRT_INVALID_HANDLE.
 
     Waits for the model's executions in flight: synchronous ones (they hold its cores' locks) and queued
     async ones. From an async callback it cannot wait for its own queue: the model is unloaded at once for
@@ -161,10 +243,18 @@ def unload(rt: Runtime, model: Model) -> None:
     with rt.lock:
         if model.unloaded:
             raise fail(NrtStatus.INVALID_HANDLE, "NRT", "nrt_unload", f"Model {model.id} was already unloaded")
-        model.unloaded = True     # from here on executes and submits of this model are NRT_INVALID_HANDLE
+        copies = [m for m in model.copies or (model,) if not m.unloaded]
+        for m in copies:
+            m.unloaded = True     # from here on executes and submits of this model are NRT_INVALID_HANDLE
     q = rt.async_queue
-    if q is not None and q.release_after_requests(model, lambda: _release_model(rt, model)):
-        return
+    for m in copies:
+        if q is None or not q.release_after_requests(m, lambda m=m: _release_model(rt, m)):
+            _release_model(rt, m)
+
+
+def _drop(rt: Runtime, model: Model) -> None:
+    """Take back a copy staged by a load that failed later (nothing can be running on it yet)."""
+    model.unloaded = True
     _release_model(rt, model)
 
 
@@ -228,6 +318,36 @@ def _check_architecture(rt: Runtime, neff: Neff) -> None:
     raise _load_failed(NrtStatus.UNSUPPORTED_NEFF_VERSION, msg, neff.name)
 
 
+class LegacyDataMismatch:
+    """The execution of an inf1 NEFF on a newer NeuronCore: its data layout is read wrongly, the run fails."""
+
+    def __init__(self, neff: Neff, machine_arch: str) -> None:
+        self.neff, self.machine_arch = neff, machine_arch
+
+    def run(self, inputs, outputs) -> None:
+        for arr in outputs.values():
+            arr.view(np.uint8).fill(0xAB)
+        msg = (f"data mismatch executing NEFF {self.neff.name}: compiled for arch {self.neff.architecture}, "
+               f"incompatible with instance arch {self.machine_arch} (loaded because NEURON_RT_ALLOW_LEGACY_NEFF is "
+               "set); recompile the model for this instance")
+        nrtlog.error("NMGR", "dlr_infer", f"Inference completed with err: {int(NrtStatus.EXEC_COMPLETED_WITH_ERR)}")
+        raise fail(NrtStatus.EXEC_COMPLETED_WITH_ERR, "NRT", "nrt_execute", msg)
+
+
+def _legacy_gap(rt: Runtime, neff: Neff) -> int:
+    """How many NeuronCore generations older than the machine the NEFF is (0: same, or "any")."""
+    if neff.architecture in ("any", rt.machine.generation.name):
+        return 0
+    return GENERATION_ORDER.get(rt.machine.generation.name, 0) - GENERATION_ORDER.get(neff.architecture, 0)
+
+
+def _legacy(rt: Runtime, neff: Neff, compiled: CompiledGraph | None):
+    """The executable form of a legacy NEFF that is not compatible: a data mismatch (see module docstring)."""
+    if _legacy_gap(rt, neff) == 1 and neff.architecture == "v1":
+        return LegacyDataMismatch(neff, rt.machine.generation.name)
+    return compiled
+
+
 def _check_lnc(rt: Runtime, neff: Neff) -> None:
     if neff.architecture != rt.machine.generation.name:
         return  # a legacy NEFF of an older generation has no logical-core notion to match
@@ -239,24 +359,22 @@ def _check_lnc(rt: Runtime, neff: Neff) -> None:
         raise _load_failed(NrtStatus.INVALID, msg, neff.name)
 
 
-def _place(rt: Runtime, neff: Neff, vnc: int) -> int:
-    """Explicit start core, or the least-used run of contiguous cores (lowest index on ties)."""
-    k = neff.num_cores
-    n = rt.visible_count
-    if vnc >= 0:
-        if vnc + k <= n:
-            return vnc
-        missing = vnc + k - 1 if vnc < n else vnc
-    else:
-        if k <= n:
-            usage = [cs.models for cs in rt.cores]
-            return min(range(n - k + 1), key=lambda s: (sum(usage[s:s + k]), s))
-        missing = n
-    nrtlog.error("TDRV", "db_vtpb_get_mla_and_tpb", f"Could not find VNC id {missing}")
-    msg = (f"Failed to stage graph: kelf-0.json: NEFF {neff.name} needs {k} NeuronCore(s) starting at "
-           f"{'an automatic placement' if vnc < 0 else f'NC {vnc}'}, this process has {n} visible NeuronCore(s)")
-    nrtlog.error("NMGR", "stage_kelf_models", msg)
-    raise _load_failed(NrtStatus.LOAD_NOT_ENOUGH_NC, msg, neff.name)
+def _place(rt: Runtime, neff: Neff, vnc: int, vnc_count: int) -> Spot:
+    """runtime.placement's answer, or NRT_LOAD_NOT_ENOUGH_NC logged as libnrt does."""
+    sizes = rt.config.neuroncore_group_sizes
+    group_usage = [0] * len(sizes or ())
+    if sizes:
+        for m in loaded(rt):
+            if m.group is not None:
+                group_usage[m.group] += 1
+    try:
+        return place([cs.models for cs in rt.cores], neff.num_cores, vnc, vnc_count, sizes, group_usage)
+    except PlacementError as exc:
+        nrtlog.error("TDRV", "db_vtpb_get_mla_and_tpb", f"Could not find VNC id {exc.missing}")
+        msg = (f"Failed to stage graph: kelf-0.json: NEFF {neff.name} needs {exc.reason}, this process has "
+               f"{rt.visible_count} visible NeuronCore(s)")
+        nrtlog.error("NMGR", "stage_kelf_models", msg)
+        raise _load_failed(exc.status, msg, neff.name) from None
 
 
 # ---- preparation ---------------------------------------------------------------------------------------
@@ -360,7 +478,9 @@ def _duration(rt: Runtime, m: Model, hbm_sharers: int) -> float:
     cached = cache.get(key)
     if cached is None:
         gen = rt.machine.generation
-        if m.neff.graph is not None:
+        if _legacy_gap(rt, m.neff) >= 2:
+            cached = LEGACY_STALL_S
+        elif m.neff.graph is not None:
             cached = estimate_duration(m.neff.graph, gen, cores=len(m.cores), lnc=rt.machine.lnc,
                                        hbm_sharers=hbm_sharers, weights=m.neff.weights)
         else:

@@ -178,9 +178,9 @@ class Recorder:
                   (event_type, "stop", lnc, {"nc_timestamp_ns": ns(end_s), "thread_id": thread, **data}))
         return tid
 
-    def loaded(self, model: Any) -> None:
-        now = self.host_now()
-        self.software("nrt_load", model.start_vnc, now, now, _model_data(model), model.id)
+    def loaded(self, model: Any, start_s: float, end_s: float) -> None:
+        """One copy of a model loaded in the slot [start, end) of its cores' timelines."""
+        self.software("nrt_load", model.start_vnc, start_s, end_s, _model_data(model), model.id)
 
     def unloaded(self, model: Any) -> None:
         now = self.host_now()

@@ -14,7 +14,8 @@ DEPTH = 3
 
 
 def pipelining_trace(requests: int = REQUESTS, depth: int = DEPTH) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run the async pipelining loop on the virtual clock with a system trace; (events, summary).
+    """Run the async pipelining loop on the virtual clock with a system trace; (events, summary), times
+    counted from the start of the loop.
 
     The host thread counts its 2 ms of work with ``clock.advance`` before each ``nrt_execute`` (enqueue);
     with ``depth`` requests in flight the device runs request n while the host prepares request n+1.
@@ -44,6 +45,7 @@ def pipelining_trace(requests: int = REQUESTS, depth: int = DEPTH) -> tuple[list
             nrt.nrt_add_tensor_to_tensor_set(o, "y", nrt.nrt_tensor_allocate(0, 0, 4096, "y")[1])
             sets.append((i, o))
         clock = interface.clock()
+        origin = clock.thread_now()                    # after nrt_init's core reset and the load
         nrt.nrt_sys_trace_start(None)
         host_work = []
         for n in range(requests):
@@ -57,14 +59,18 @@ def pipelining_trace(requests: int = REQUESTS, depth: int = DEPTH) -> tuple[list
         _, text = nrt.nrt_sys_trace_fetch_events(None)
         nrt.nrt_sys_trace_stop()
         nrt.nrt_close()
+    shift = int(round(origin * 1e9))                   # times from the start of the loop
     events = json.loads(text)["events"]
+    for e in events:
+        e["data"]["nc_timestamp_ns"] -= shift
+    host_work = [(b - origin, e - origin) for b, e in host_work]
     for begin, end in host_work:
         events.append({"event_type": "host_work", "phase": "span", "tracking_id": 0, "lnc_idx": -1,
                        "data": {"nc_timestamp_ns": int(round(begin * 1e9)), "end_ns": int(round(end * 1e9))}})
     runs = executions(events, 0)
     summary = {"requests": requests, "depth": depth,
                "device_ms": [[r["start_ns"] / 1e6, r["stop_ns"] / 1e6] for r in runs],
-               "host_work_ms": [[b * 1e3, e * 1e3] for b, e in host_work]}
+               "host_work_ms": [[round(b * 1e3, 6), round(e * 1e3, 6)] for b, e in host_work]}
     return events, summary
 
 
@@ -93,7 +99,7 @@ def timeline_figure(events: list[dict[str, Any]], title: str) -> Any:
             ax.text(start + dur / 2, rows[lane], str(n), ha="center", va="center", color="white", fontsize=7)
     ax.set_yticks([rows["host"]] + [rows[lane] for lane in lanes],
                   ["host (work, | = nrt_execute)"] + [f"NC {lane} executions" for lane in lanes])
-    ax.set_xlabel("simulated time (ms)")
+    ax.set_xlabel("simulated time from the start of the loop (ms)")
     ax.set_title(title, loc="left")
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
