@@ -74,6 +74,30 @@ def overlapping_models() -> scene.PlacementScene:
                  "Overlapping models (NEURON_RT_VISIBLE_CORES=0-1)")
 
 
+def groups_3_4_1() -> scene.PlacementScene:
+    """NEURONCORE_GROUP_SIZES=3,4,1: one group per model, each model on its group."""
+    return _draw({"NEURONCORE_GROUP_SIZES": "3,4,1"},
+                 lambda rt: [rt.load(pipeline_neff(m, n)) for m, n in (("m0", 3), ("m1", 4), ("m2", 1))],
+                 "NeuronCore groups (NEURONCORE_GROUP_SIZES=3,4,1)")
+
+
+def groups_overlapping() -> scene.PlacementScene:
+    """NEURONCORE_GROUP_SIZES=2,2 and five models: placement strictly follows the groups (m4 lands on nc0)."""
+    return _draw({"NEURONCORE_GROUP_SIZES": "2,2"},
+                 lambda rt: [rt.load(pipeline_neff(m, n))
+                             for m, n in (("m0", 2), ("m1", 2), ("m2", 1), ("m3", 1), ("m4", 1))],
+                 "Models loaded into NeuronCore groups (NEURONCORE_GROUP_SIZES=2,2)")
+
+
+def explicit_placement() -> scene.PlacementScene:
+    """NEURON_RT_NUM_CORES=4 and neuron_cores_context: each model where the code says, in any load order."""
+    def loads(rt: neuron_sim.Runtime) -> None:
+        for start, name, cores in ((2, "m1", 2), (0, "m2", 3), (0, "m0", 2), (3, "m3", 1)):
+            with neuron_sim.neuron_cores_context(start):
+                rt.load(pipeline_neff(name, cores))
+    return _draw({"NEURON_RT_NUM_CORES": "4"}, loads, "Explicit placement (neuron_cores_context, NUM_CORES=4)")
+
+
 CHILD = """
 import sys, neuron_sim
 from neuron_sim.runtime import interface
@@ -115,7 +139,8 @@ def multiple_processes() -> tuple[scene.PlacementScene, scene.MemoryScene]:
 
 PLACEMENT_SCENARIOS: dict[str, Callable[[], scene.PlacementScene]] = {
     "default": default, "num_cores": num_cores, "visible_cores": visible_cores,
-    "overlapping_models": overlapping_models,
+    "overlapping_models": overlapping_models, "groups_3_4_1": groups_3_4_1, "groups_overlapping": groups_overlapping,
+    "explicit_placement": explicit_placement,
 }
 
 

@@ -17,7 +17,7 @@ IMAGES = REPO / "docs" / "images"
 def shapes(svg: str) -> set[str]:
     """The ids of what a drawing shows, pids replaced (they differ from run to run)."""
     found = re.findall(r'id="((?:core|process|group|model|bank|exec|host-work|enqueue)-[^"]*)"', svg)
-    return {re.sub(r"process-\d+", "process-P", i) for i in found}
+    return {re.sub(r"^(process|group)-\d+", r"\1-P", i) for i in found}
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,10 @@ def test_the_drawings_show_the_placement_guide(regenerated):
     assert models["overlapping_models"] == [{"m0": [0], "m1": [0, 1], "m2": [1]}]
     assert models["multiple_processes"] == [{"m0": [0], "m1": [1]}, {"m0": [2], "m1": [3]}]
     assert cores["multiple_processes"] == [[0, 1], [2, 3]]
+    assert models["groups_3_4_1"] == [{"m0": [0, 1, 2], "m1": [3, 4, 5, 6], "m2": [7]}]
+    assert shown["groups_3_4_1"]["processes"][0]["groups"] == [[0, 1, 2], [3, 4, 5, 6], [7]]
+    assert models["groups_overlapping"] == [{"m0": [0, 1], "m1": [2, 3], "m2": [0], "m3": [2], "m4": [0]}]
+    assert models["explicit_placement"] == [{"m0": [0, 1], "m1": [2, 3], "m2": [0, 1, 2], "m3": [3]}]
 
 
 def test_the_svg_shows_each_model_on_its_cores(regenerated):
@@ -60,6 +64,8 @@ def test_the_svg_shows_each_model_on_its_cores(regenerated):
     procs = shapes((out / "placement_multiple_processes.svg").read_text())
     assert {i for i in procs if i.startswith("model-")} == {"model-m0-nc0", "model-m1-nc1", "model-m0-nc2",
                                                             "model-m1-nc3"}
+    groups = shapes((out / "placement_groups_3_4_1.svg").read_text())
+    assert {i for i in groups if i.startswith("group-")} == {"group-P-ncg0", "group-P-ncg1", "group-P-ncg2"}
     timeline = shapes((out / "async_pipelining.svg").read_text())
     assert sum(i.startswith("exec-") for i in timeline) == 6 and sum(i.startswith("host-work-") for i in timeline) == 6
     memory = shapes((out / "memory_multiple_processes.svg").read_text())

@@ -31,6 +31,7 @@ from neuron_sim import nrtlog
 from neuron_sim.runtime import faults
 from neuron_sim.runtime.holder_records import process_command, process_start_time
 from neuron_sim.runtime.models import loaded as models_of
+from neuron_sim.runtime.placement import groups as core_groups
 from neuron_sim.runtime.lockfiles import LockFile, ensure_state_dir, is_held, try_lock_exclusive
 from neuron_sim.runtime.reservation import default_state_dir
 from neuron_sim.status import NrtError
@@ -104,6 +105,8 @@ def snapshot(rt: Any, identity: dict[str, Any], latency: dict[str, Any]) -> dict
         "cpu_s": {"user": cpu.user, "system": cpu.system},
         "host_memory": _rss_bytes(),
         "cores": cores,
+        "groups": [[rt.cores[v].core.global_id for v in g if v < len(rt.cores)]   # NEURONCORE_GROUP_SIZES
+                   for g in core_groups(rt.config.neuroncore_group_sizes)],
         "models": models,
         "latency": latency,
         "injected_faults": [{"call": call, "status": status, "count": n}
