@@ -426,3 +426,110 @@ def nrta_event_register_seq_id_completion(seq: int, eventfd: int) -> None:
 def nrta_event_register_xu_completion(lnc: int, xu: int, queue: int, eventfd: int) -> None:
     """``eventfd`` counts every completion on the XU queue; -1 unregisters."""
     rt.async_notify_xu(lnc, xu, queue, eventfd)
+
+
+# ---- system trace (nrt_sys_trace.h) and profile (nrt_profile.h) -------------------------------------------
+# The functions C declares void return the status here too, as every function of this face does.
+@_pair
+def nrt_sys_trace_config_allocate() -> Any:
+    """A new config (every visible NC, every event type); ``(status, config)``."""
+    return rt.sys_trace_config_new()
+
+
+@_status
+def nrt_sys_trace_config_set_defaults(config: Any) -> None:
+    rt.sys_trace_config_defaults(config)
+
+
+@_status
+def nrt_sys_trace_config_free(config: Any) -> None:
+    rt.sys_trace_config_free(config)
+
+
+@_status
+def nrt_sys_trace_config_set_max_events_per_nc(config: Any, n: int) -> None:
+    rt.sys_trace_config_max_events(config, n)
+
+
+@_status
+def nrt_sys_trace_config_set_capture_enabled_for_nc(config: Any, nc_idx: int, enabled: bool) -> None:
+    rt.sys_trace_config_nc(config, nc_idx, enabled)
+
+
+@_status
+def nrt_sys_trace_config_set_capture_enabled_for_event_type(config: Any, event_type: str, enabled: bool) -> None:
+    rt.sys_trace_config_event_type(config, event_type, enabled)
+
+
+@_pair
+def nrt_sys_trace_get_event_types() -> list[str]:
+    """``(status, [event type, ...])``."""
+    return rt.sys_trace_event_types()
+
+
+@_pair
+def nrt_sys_trace_config_get_enabled_event_types(config: Any) -> list[str]:
+    return rt.sys_trace_config_enabled_types(config)
+
+
+@_status
+def nrt_sys_trace_start(config: Any = None) -> None:
+    """Begin capture (None: defaults); the NEURON_RT_INSPECT_EVENT_FILTER_* variables are read now."""
+    rt.sys_trace_start(config)
+
+
+@_status
+def nrt_sys_trace_stop() -> None:
+    rt.sys_trace_stop()
+
+
+@_pair
+def nrt_sys_trace_fetch_options_allocate() -> Any:
+    return rt.sys_trace_fetch_options_new()
+
+
+@_status
+def nrt_sys_trace_fetch_options_set_defaults(options: Any) -> None:
+    rt.sys_trace_fetch_options_defaults(options)
+
+
+@_status
+def nrt_sys_trace_fetch_options_free(options: Any) -> None:
+    rt.sys_trace_fetch_options_free(options)
+
+
+@_status
+def nrt_sys_trace_fetch_options_set_max_events_per_nc(options: Any, n: int) -> None:
+    rt.sys_trace_fetch_options_max_events(options, n)
+
+
+@_status
+def nrt_sys_trace_fetch_options_set_nc_idx(options: Any, nc_idx: int) -> None:
+    rt.sys_trace_fetch_options_nc(options, nc_idx)
+
+
+@_pair
+def nrt_sys_trace_fetch_events(options: Any = None) -> str:
+    """``(status, json_text)``: the events captured since the last fetch, ``{"events": [...]}``."""
+    return rt.sys_trace_fetch(options)
+
+
+@_status
+def nrt_profile_start(model: Any, file: str) -> None:
+    """Capture ``model``'s executions into ``file`` (neuron_sim's JSON profile format) until nrt_profile_stop."""
+    rt.profile_start(model, file)
+
+
+@_status
+def nrt_profile_stop(file: str) -> None:
+    rt.profile_stop(file)
+
+
+def nrt_sys_trace_free_event_types(event_types: Any, count: int = 0) -> int:
+    """For C symmetry: Python lists are garbage-collected, nothing to free (NRT_SUCCESS)."""
+    return NRT_SUCCESS  # type: ignore[name-defined]  # noqa: F821 - defined from NrtStatus above
+
+
+def nrt_sys_trace_buffer_free(buffer: Any) -> int:
+    """For C symmetry: Python strings are garbage-collected, nothing to free (NRT_SUCCESS)."""
+    return NRT_SUCCESS  # type: ignore[name-defined]  # noqa: F821

@@ -133,7 +133,12 @@ EXCEPTIONS: dict[str, set[str]] = {
                            "neuron_sim.runtime.publish.read_runtimes", "neuron_sim.runtime.reservation.default_state_dir"},
     "neuron_sim.cli.monitor_report": {"neuron_sim.hardware.model.Machine"},
     # the demo builds its NEFF and checks the result against the numpy op; neff inspects/packs NEFF files
-    "neuron_sim.cli.demo": {"neuron_sim.neff.builder.NeffBuilder", "neuron_sim.compute.ops.apply_op"},
+    "neuron_sim.cli.demo": {"neuron_sim.neff.builder.NeffBuilder", "neuron_sim.compute.ops.apply_op",
+                            "neuron_sim.draw.render", "neuron_sim.draw.scene"},
+    # drawings of the machine (published records, ledger) and trace/profile files written by runtimes
+    "neuron_sim.cli.draw_cmd": MACHINE_SELECTION | {"neuron_sim.runtime.faults.machine_state_dir",
+                                                    "neuron_sim.draw.render", "neuron_sim.draw.scene"},
+    "neuron_sim.cli.trace_cmd": {"neuron_sim.tracing.perfetto", "neuron_sim.tracing.profile"},
     "neuron_sim.cli.neff_cmd": {"neuron_sim.compute.graph.Graph", "neuron_sim.neff.builder.NeffBuilder",
                                 "neuron_sim.neff.errors.NeffError", "neuron_sim.neff.header.HEADER_SIZE",
                                 "neuron_sim.neff.header.NeffHeader", "neuron_sim.neff.metadata.TARGET_ARCH",

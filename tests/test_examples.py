@@ -1,6 +1,7 @@
 """The README's main command and every example run from a clean environment and say what they should."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +32,11 @@ def test_demo_is_the_main_command(tmp_path):
     assert "NRT_TIMEOUT after" in out
     assert "another process asking for NeuronCore 0: NRT_RESOURCE (Logical Neuron Core(s) not available" in out
     assert "execution timeout (30000 ms)" in r.stderr            # the runtime's own log line
+    where = out.split("7. the run as a timeline: ", 1)[1]
+    trace_path, drawing = where.split(" (open it in")[0], where.split("the placement: ")[1].strip()
+    events = json.loads(open(trace_path).read())["traceEvents"]
+    assert sum(1 for e in events if e["ph"] == "X" and e["cat"] == "timeout") == 1
+    assert 'id="model-demo_mlp-nc0"' in open(drawing).read()
 
 
 @pytest.mark.parametrize("instance", ["trn1.2xlarge", "inf2.xlarge", "inf2.8xlarge"])

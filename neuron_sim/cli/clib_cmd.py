@@ -22,8 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.set_defaults(func=_build)
 
     r = subparsers.add_parser("run", help="run a program on the simulated machine with the drop-in libnrt.so.1",
-                              usage="neuron-sim run [--instance-type T] [--state-dir D] -- CMD [ARGS ...]")
+                              usage="neuron-sim run [--instance-type T] [--state-dir D] [--trace FILE] -- CMD [ARGS ...]")
     _machine_options(r)
+    r.add_argument("--trace", help="write a Perfetto trace of each runtime process (sets NEURON_SIM_TRACE; "
+                                   "{pid} in the name is replaced by the process id)")
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="the program and its arguments, after --")
     r.set_defaults(func=_run)
 
@@ -57,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
               "[--state-dir D] -- CMD [ARGS ...]", file=sys.stderr)
         return 2
     env = {**os.environ, **_variables(args)}
+    if args.trace:
+        env["NEURON_SIM_TRACE"] = os.path.abspath(args.trace)
     sys.stdout.flush()
     sys.stderr.flush()
     try:

@@ -10,7 +10,9 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -65,6 +67,8 @@ def _failed(out, what: str, status: int) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.instance_type:
         os.environ["NEURON_SIM_INSTANCE_TYPE"] = args.instance_type
+    pictures = Path(tempfile.mkdtemp(prefix="neuron_sim_demo_"))       # its Perfetto trace and drawing
+    os.environ.setdefault("NEURON_SIM_TRACE", str(pictures / "trace.json"))
     out = sys.stdout.write
     if "NEURON_RT_VISIBLE_CORES" not in os.environ and "NEURON_RT_NUM_CORES" not in os.environ:
         status, total = nrt.nrt_get_total_nc_count()
@@ -131,12 +135,27 @@ def run(args: argparse.Namespace) -> int:
         child = subprocess.run(
             [sys.executable, "-c", "from neuron_sim import nrt; import sys; "
              "s = nrt.nrt_init(); print(nrt.nrt_get_status_as_str(s)); nrt.nrt_close()"],
-            env=dict(os.environ, NEURON_RT_VISIBLE_CORES=str(ids[0]), NEURON_RT_NUM_CORES="0"),
+            env={**{k: v for k, v in os.environ.items() if k != "NEURON_SIM_TRACE"},
+                 "NEURON_RT_VISIBLE_CORES": str(ids[0]), "NEURON_RT_NUM_CORES": "0"},
             capture_output=True, text=True, timeout=120)
         reason = next((ln.split("NRT:nrt_allocate_neuron_cores", 1)[1].strip() for ln in child.stderr.splitlines()
                        if "not available" in ln), child.stderr.strip()[-200:])
         out(f"   - another process asking for NeuronCore {ids[0]}: {child.stdout.strip()} ({reason})\n")
+        drawing = _draw_placement(m, pictures / "placement.svg")
     finally:
         nrt.nrt_close()
     out("6. nrt_close: models unloaded, device memory returned, cores released\n")
+    out(f"7. the run as a timeline: {os.environ['NEURON_SIM_TRACE']} (open it in https://ui.perfetto.dev or "
+        f"chrome://tracing); the placement: {drawing}\n")
     return 0
+
+
+def _draw_placement(machine: object, path: Path) -> str:
+    """Draw this machine's placement now (all processes); says how to get the drawing extra if it is missing."""
+    from neuron_sim.draw import render, scene
+    interface.publish_state()
+    try:
+        render.save(render.placement_figure(scene.placement_scene(interface.state_dir(), machine)), path)
+    except render.DrawingUnavailable as exc:
+        return f"not drawn ({exc})"
+    return str(path)

@@ -14,7 +14,8 @@ from neuron_sim.cli.pipes import silence_stdout
 PROG = "neuron-sim"
 # imported only when the parser is built, so `neuron-sim ls` loads neither numpy nor the runtime
 SUBCOMMANDS: tuple[str, ...] = ("neuron_sim.cli.demo", "neuron_sim.cli.neff_cmd", "neuron_sim.cli.clib_cmd",
-                                "neuron_sim.cli.faults_cmd")
+                                "neuron_sim.cli.faults_cmd", "neuron_sim.cli.trace_cmd",
+                                "neuron_sim.cli.draw_cmd")
 # look-alike tools with their own real command lines: ``neuron-sim ls ARGS`` is ``neuron-ls ARGS``
 TOOLS: dict[str, tuple[str, str]] = {
     "ls": ("neuron_sim.cli.ls", "list the simulated Neuron devices and the processes holding them (neuron-ls)"),

@@ -499,3 +499,175 @@ def nrta_event_register_seq_id_completion(seq: int, eventfd: int) -> int:
 def nrta_event_register_xu_completion(lnc: int, xu: int, queue: int, eventfd: int) -> int:
     return guard("nrta_event_register_xu_completion",
                      lambda: interface.async_notify_xu(lnc, xu, queue, eventfd))[0]
+
+
+# ---- system trace and profile (nrt_sys_trace.h, nrt_profile.h) -------------------------------------
+def _libc() -> Any:
+    """The C library's malloc/free: what nrt_sys_trace hands out, the caller may free() itself."""
+    global _libc_handle
+    if _libc_handle is None:
+        import ctypes
+        lib = ctypes.CDLL(None)
+        lib.malloc.restype, lib.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        lib.free.restype, lib.free.argtypes = None, [ctypes.c_void_p]
+        _libc_handle = lib
+    return _libc_handle
+
+
+_libc_handle: Any = None
+
+
+def _c_string(text: str) -> Any:
+    """A malloc()ed, NUL-terminated copy of ``text`` (the caller frees it)."""
+    data = text.encode("utf-8")
+    address = _libc().malloc(len(data) + 1)
+    if not address:
+        raise MemoryError(f"malloc({len(data) + 1}) failed")
+    ffi.memmove(ffi.cast("char *", address), data + b"\0", len(data) + 1)
+    return ffi.cast("char *", address)
+
+
+def _c_free(ptr: Any) -> None:
+    if ptr != ffi.NULL:
+        _libc().free(int(ffi.cast("uintptr_t", ptr)))
+
+
+def _allocate_handle(function: str, call: Any, ctype: str, out: Any) -> int:
+    if out == ffi.NULL:
+        return _null_out(function, "output pointer")
+    status, obj = guard(function, call)
+    if status == NRT_SUCCESS:
+        out[0] = handles.issue(obj, ctype)
+    return status
+
+
+def _free_handle(function: str, ptr: Any, free: Any) -> None:
+    guard(function, lambda: free(handles.get(ptr)))
+    handles.retire(ptr)
+
+
+def _void(function: str, call: Any) -> None:
+    """A void C function: a bad argument is logged by the runtime, nothing is returned."""
+    guard(function, call)
+
+
+def nrt_sys_trace_config_allocate(out: Any) -> int:
+    return _allocate_handle("nrt_sys_trace_config_allocate", interface.sys_trace_config_new,
+                            "nrt_sys_trace_config_t *", out)
+
+
+def nrt_sys_trace_config_set_defaults(config: Any) -> None:
+    _void("nrt_sys_trace_config_set_defaults", lambda: interface.sys_trace_config_defaults(handles.get(config)))
+
+
+def nrt_sys_trace_config_free(config: Any) -> None:
+    _free_handle("nrt_sys_trace_config_free", config, interface.sys_trace_config_free)
+
+
+def nrt_sys_trace_config_set_max_events_per_nc(config: Any, n: int) -> None:
+    _void("nrt_sys_trace_config_set_max_events_per_nc",
+          lambda: interface.sys_trace_config_max_events(handles.get(config), n))
+
+
+def nrt_sys_trace_config_set_capture_enabled_for_nc(config: Any, nc_idx: int, enabled: bool) -> None:
+    _void("nrt_sys_trace_config_set_capture_enabled_for_nc",
+          lambda: interface.sys_trace_config_nc(handles.get(config), nc_idx, bool(enabled)))
+
+
+def nrt_sys_trace_config_set_capture_enabled_for_event_type(config: Any, event_type: Any, enabled: bool) -> int:
+    return _status("nrt_sys_trace_config_set_capture_enabled_for_event_type",
+                   lambda: interface.sys_trace_config_event_type(handles.get(config), _text(event_type),
+                                                                 bool(enabled)))
+
+
+def _string_array(function: str, call: Any, out: Any, count: Any) -> int:
+    """A malloc()ed array of malloc()ed strings (nrt_sys_trace_free_event_types or free() release them)."""
+    if out == ffi.NULL or count == ffi.NULL:
+        return _null_out(function, "event types or count pointer")
+    status, names = guard(function, call)
+    if status != NRT_SUCCESS:
+        return status
+    address = _libc().malloc(max(1, len(names)) * ffi.sizeof("char *"))
+    if not address:
+        raise MemoryError("malloc failed")
+    array = ffi.cast("const char **", address)
+    for i, name in enumerate(names):
+        array[i] = _c_string(name)
+    out[0] = array
+    count[0] = len(names)
+    return status
+
+
+def nrt_sys_trace_get_event_types(out: Any, count: Any) -> int:
+    return _string_array("nrt_sys_trace_get_event_types", interface.sys_trace_event_types, out, count)
+
+
+def nrt_sys_trace_config_get_enabled_event_types(config: Any, out: Any, count: Any) -> int:
+    return _string_array("nrt_sys_trace_config_get_enabled_event_types",
+                         lambda: interface.sys_trace_config_enabled_types(handles.get(config)), out, count)
+
+
+def nrt_sys_trace_free_event_types(types: Any, count: int) -> None:
+    if types == ffi.NULL:
+        return
+    for i in range(count):
+        _c_free(types[i])
+    _c_free(types)
+
+
+def nrt_sys_trace_start(config: Any) -> int:
+    return _status("nrt_sys_trace_start",
+                   lambda: interface.sys_trace_start(None if config == ffi.NULL else handles.get(config)))
+
+
+def nrt_sys_trace_stop() -> int:
+    return _status("nrt_sys_trace_stop", interface.sys_trace_stop)
+
+
+def nrt_sys_trace_fetch_options_allocate(out: Any) -> int:
+    return _allocate_handle("nrt_sys_trace_fetch_options_allocate", interface.sys_trace_fetch_options_new,
+                            "nrt_sys_trace_fetch_options_t *", out)
+
+
+def nrt_sys_trace_fetch_options_set_defaults(options: Any) -> None:
+    _void("nrt_sys_trace_fetch_options_set_defaults",
+          lambda: interface.sys_trace_fetch_options_defaults(handles.get(options)))
+
+
+def nrt_sys_trace_fetch_options_free(options: Any) -> None:
+    _free_handle("nrt_sys_trace_fetch_options_free", options, interface.sys_trace_fetch_options_free)
+
+
+def nrt_sys_trace_fetch_options_set_max_events_per_nc(options: Any, n: int) -> None:
+    _void("nrt_sys_trace_fetch_options_set_max_events_per_nc",
+          lambda: interface.sys_trace_fetch_options_max_events(handles.get(options), n))
+
+
+def nrt_sys_trace_fetch_options_set_nc_idx(options: Any, nc_idx: int) -> None:
+    _void("nrt_sys_trace_fetch_options_set_nc_idx",
+          lambda: interface.sys_trace_fetch_options_nc(handles.get(options), nc_idx))
+
+
+def nrt_sys_trace_fetch_events(buffer: Any, written: Any, options: Any) -> int:
+    """The JSON document in a malloc()ed NUL-terminated buffer; ``*written`` is its length without the NUL."""
+    function = "nrt_sys_trace_fetch_events"
+    if buffer == ffi.NULL or written == ffi.NULL:
+        return _null_out(function, "buffer or written pointer")
+    status, text = guard(function, lambda: interface.sys_trace_fetch(
+        None if options == ffi.NULL else handles.get(options)))
+    if status == NRT_SUCCESS:
+        buffer[0] = _c_string(text)
+        written[0] = len(text.encode("utf-8"))
+    return status
+
+
+def nrt_sys_trace_buffer_free(buffer: Any) -> None:
+    _c_free(buffer)
+
+
+def nrt_profile_start(model: Any, filename: Any) -> int:
+    return _status("nrt_profile_start", lambda: interface.profile_start(handles.get(model), _text(filename)))
+
+
+def nrt_profile_stop(filename: Any) -> int:
+    return _status("nrt_profile_stop", lambda: interface.profile_stop(_text(filename)))

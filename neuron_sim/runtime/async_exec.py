@@ -45,6 +45,7 @@ from typing import Any
 
 from neuron_sim import nrtlog
 from neuron_sim.nrtlog import fail
+from neuron_sim.runtime import trace
 from neuron_sim.runtime.core import CoreState, Runtime
 from neuron_sim.runtime.execution import Prepared, prepare, run, schedule
 from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
@@ -226,6 +227,7 @@ class AsyncQueue:
             q.inflight += 1
             q.items.append(job)
             q.scheduled.append(job)
+            if trace.recorder is not None: trace.recorder.queued(req, job.job_id, q.inflight, "start")  # noqa: E701
             q.cv.notify_all()
         return NrtStatus.SUCCESS
 
@@ -249,7 +251,8 @@ class AsyncQueue:
         rt = self.rt
         prepared = req.prepared
         try:
-            status = int(run(rt, prepared, accepted=True))
+            status = int(run(rt, prepared, accepted=True) if trace.recorder is None
+                         else trace.recorder.run(rt, prepared, run, True, job_id=req.job_id))
         except NrtError as exc:
             status = int(exc.status)
         except Exception as exc:  # a bug or a failing numpy reference must not kill the runtime thread
@@ -274,6 +277,7 @@ class AsyncQueue:
             _guarded(finish)
         with q.cv:
             q.inflight -= 1
+            if trace.recorder is not None: trace.recorder.queued(prepared, req.job_id, q.inflight, "stop")  # noqa: E701
             q.cv.notify_all()
 
     def _notify(self, model_id: int, vnc: int, job_id: int, status: int) -> None:

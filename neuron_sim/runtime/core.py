@@ -22,7 +22,7 @@ from neuron_sim.config import RuntimeConfig, check_cores_in_range, load_config, 
 from neuron_sim.nrtlog import fail
 from neuron_sim.hardware.model import LogicalCore, Machine
 from neuron_sim.hardware.select import select_machine
-from neuron_sim.runtime import faults, reset
+from neuron_sim.runtime import faults, reset, trace
 from neuron_sim.runtime.clock import Timeline, make_clock
 from neuron_sim.runtime.memory import DeviceMemory, OutOfDeviceMemory
 from neuron_sim.runtime.placement import group_reservation, warn_misaligned
@@ -174,6 +174,7 @@ class Runtime:
                        f"Buffer of {src.nbytes} bytes is smaller than the {size} bytes to write to '{t.name}'")
         self.wait_idle(t)
         t.bytes_view()[offset:offset + size] = src[:size]
+        if trace.recorder is not None: trace.recorder.tensor_io("nrt_tensor_write", t, size)  # noqa: E701
 
     def tensor_read(self, t: Tensor, offset: int, size: int, out=None):
         """Copy ``size`` bytes from the tensor at ``offset``; into ``out`` if given, else a new bytearray."""
@@ -181,6 +182,7 @@ class Runtime:
         self.check_tensor(t, fn)
         self.check_range(t, offset, size, fn)
         self.wait_idle(t)
+        if trace.recorder is not None: trace.recorder.tensor_io("nrt_tensor_read", t, size)  # noqa: E701
         if out is None:
             return bytearray(t.bytes_view()[offset:offset + size])
         dst = as_bytes(out, fn, writable=True)

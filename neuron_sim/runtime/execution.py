@@ -18,7 +18,7 @@ from neuron_sim import nrtlog
 from neuron_sim.compute.ops import OutOfBoundsAccess, has_nan
 from neuron_sim.config.variables import LOG_2024_FORMAT_SINCE
 from neuron_sim.nrtlog import fail
-from neuron_sim.runtime import faults, numerical
+from neuron_sim.runtime import faults, numerical, trace
 from neuron_sim.runtime.clock import reserve_all
 from neuron_sim.runtime.core import Runtime
 from neuron_sim.runtime.models import Binding, Model, check_model, opaque_outputs, pick_copy
@@ -197,6 +197,7 @@ def run(rt: Runtime, req: Prepared, accepted: bool = False) -> NrtStatus:
 
 def execute(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> NrtStatus:
     """Synchronous nrt_execute (on a cached binding of the tensor sets)."""
+    if trace.recorder is not None: return trace.recorder.run(rt, bound(rt, model, inputs, outputs), run)  # noqa: E701
     return run(rt, bound(rt, model, inputs, outputs))
 
 
@@ -206,12 +207,13 @@ def execute_repeat(rt: Runtime, model: Model, inputs: TensorSet, outputs: Tensor
         raise _invalid(rt, check_model(rt, model, "nrt_execute_repeat"),
                        f"Invalid repeat count {repeat!r}: expected an integer >= 1")
     req = prepare(rt, model, inputs, outputs)
-    status = run(rt, req)
+    runner = run if trace.recorder is None else trace.recorder.runner(run)
+    status = runner(rt, req)
     pairs = [(i, o) for i, o in zip(model.inputs, model.outputs) if i.size == o.size]
     for _ in range(repeat - 1):
         for i, o in pairs:
             np.copyto(req.inputs[i.name].view(np.uint8), req.outputs[o.name].view(np.uint8))
-        status = run(rt, req)
+        status = runner(rt, req)
     return status
 
 

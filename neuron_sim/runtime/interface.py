@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from concurrent.futures import Future
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -47,7 +48,7 @@ from neuron_sim.regular_files import open_regular
 from neuron_sim.dtypes import NrtDtype, numpy_dtype
 from neuron_sim import nrtlog
 from neuron_sim.nrtlog import fail
-from neuron_sim.runtime import arrays, async_exec, execution, faults, lifecycle, models, references
+from neuron_sim.runtime import arrays, async_exec, execution, faults, lifecycle, models, references, trace
 from neuron_sim.runtime.core import Runtime, as_bytes, preview, visible_count_for
 from neuron_sim.runtime.memory import format_bytes
 from neuron_sim.runtime.models import Model
@@ -70,6 +71,12 @@ __all__ = [
     "register_callback", "pause_core",
     "drain", "memory_stats", "memory_by_category", "format_bytes",
     "model_execution_time_s", "live_runtime", "reset_process", "save_references", "injected_faults", "fault_plan_changed",
+    "SysTraceConfig", "SysTraceFetchOptions", "sys_trace_config_new", "sys_trace_config_defaults",
+    "sys_trace_config_free", "sys_trace_config_max_events", "sys_trace_config_nc", "sys_trace_config_event_type",
+    "sys_trace_config_enabled_types", "sys_trace_event_types", "sys_trace_start", "sys_trace_stop",
+    "sys_trace_fetch_options_new", "sys_trace_fetch_options_defaults", "sys_trace_fetch_options_free",
+    "sys_trace_fetch_options_max_events", "sys_trace_fetch_options_nc", "sys_trace_fetch", "profile_start",
+    "profile_stop", "publish_state", "state_dir",
 ]
 
 TENSOR_USAGE_INPUT, TENSOR_USAGE_OUTPUT = 0, 1
@@ -737,3 +744,146 @@ def async_notify_seq(seq: Any, eventfd: Any) -> None:
 def async_notify_xu(vnc: Any, xu: Any, queue: Any, eventfd: Any) -> None:
     """nrta_event_register_xu_completion: the eventfd counts every completion of the queue (-1 unregisters)."""
     _xu.notify_xu(_live("nrta_event_register_xu_completion"), vnc, xu, queue, eventfd)
+
+
+# ---- system trace and profile (nrt_sys_trace.h, nrt_profile.h; see runtime.trace) ---------------------------
+SysTraceConfig, SysTraceFetchOptions = trace.SysTraceConfig, trace.FetchOptions
+
+
+def _trace_config(config: Any, function: str) -> trace.SysTraceConfig:
+    if not isinstance(config, trace.SysTraceConfig) or config.freed:
+        raise fail(NrtStatus.INVALID, "NRT", function, f"Invalid system trace config {config!r:.80}: pass one "
+                                                       "from nrt_sys_trace_config_allocate")
+    return config
+
+
+def _fetch_options(options: Any, function: str) -> trace.FetchOptions:
+    if not isinstance(options, trace.FetchOptions) or options.freed:
+        raise fail(NrtStatus.INVALID, "NRT", function, f"Invalid fetch options {options!r:.80}: pass ones "
+                                                       "from nrt_sys_trace_fetch_options_allocate")
+    return options
+
+
+def _count_arg(value: Any, what: str, function: str) -> int:
+    if not _is_int(value) or value < 0:
+        raise fail(NrtStatus.INVALID, "NRT", function, f"Invalid {what} {value!r}: expected an integer >= 0")
+    return value
+
+
+def sys_trace_config_new() -> trace.SysTraceConfig:
+    """A system trace config with defaults: every visible NC and every event type."""
+    return trace.SysTraceConfig()
+
+
+def sys_trace_config_defaults(config: Any) -> None:
+    _trace_config(config, "nrt_sys_trace_config_set_defaults").set_defaults()
+
+
+def sys_trace_config_free(config: Any) -> None:
+    if isinstance(config, trace.SysTraceConfig):
+        config.freed = True
+
+
+def sys_trace_config_max_events(config: Any, n: Any) -> None:
+    """Ring size per NC: the oldest events are dropped past it (0 keeps none)."""
+    fn = "nrt_sys_trace_config_set_max_events_per_nc"
+    _trace_config(config, fn).max_events_per_nc = _count_arg(n, "max events per NC", fn)
+
+
+def sys_trace_config_nc(config: Any, nc: Any, on: Any) -> None:
+    """Capture (or not) the events of process-local NC ``nc``."""
+    fn = "nrt_sys_trace_config_set_capture_enabled_for_nc"
+    c = _trace_config(config, fn)
+    nc = _count_arg(nc, "NeuronCore index", fn)
+    (c.disabled_ncs.discard if on else c.disabled_ncs.add)(nc)
+
+
+def sys_trace_config_event_type(config: Any, event_type: Any, on: Any) -> None:
+    """Capture (or not) one event type; an unknown type is NRT_INVALID naming the known ones."""
+    fn = "nrt_sys_trace_config_set_capture_enabled_for_event_type"
+    c = _trace_config(config, fn)
+    name = trace.check_event_type(event_type, fn)
+    (c.event_types.add if on else c.event_types.discard)(name)
+
+
+def sys_trace_config_enabled_types(config: Any) -> list[str]:
+    return trace.enabled_types(_trace_config(config, "nrt_sys_trace_config_get_enabled_event_types"))
+
+
+def sys_trace_event_types() -> list[str]:
+    """Every event type the runtime emits (hardware, then software)."""
+    return trace.event_types()
+
+
+def sys_trace_start(config: Any = None) -> None:
+    """Start capturing (None: defaults); NEURON_RT_INSPECT_EVENT_FILTER_NC/_TYPE are read now."""
+    fn = "nrt_sys_trace_start"
+    rt = _live(fn)
+    trace.sys_trace_start(rt, None if config is None else _trace_config(config, fn))
+
+
+def sys_trace_stop() -> None:
+    trace.sys_trace_stop(_live("nrt_sys_trace_stop"))
+
+
+def sys_trace_fetch_options_new() -> trace.FetchOptions:
+    return trace.FetchOptions()
+
+
+def sys_trace_fetch_options_defaults(options: Any) -> None:
+    o = _fetch_options(options, "nrt_sys_trace_fetch_options_set_defaults")
+    o.max_events_per_nc = o.nc_idx = None
+
+
+def sys_trace_fetch_options_free(options: Any) -> None:
+    if isinstance(options, trace.FetchOptions):
+        options.freed = True
+
+
+def sys_trace_fetch_options_max_events(options: Any, n: Any) -> None:
+    fn = "nrt_sys_trace_fetch_options_set_max_events_per_nc"
+    _fetch_options(options, fn).max_events_per_nc = _count_arg(n, "max events per NC", fn)
+
+
+def sys_trace_fetch_options_nc(options: Any, nc: Any) -> None:
+    fn = "nrt_sys_trace_fetch_options_set_nc_idx"
+    _fetch_options(options, fn).nc_idx = _count_arg(nc, "NeuronCore index", fn)
+
+
+def sys_trace_fetch(options: Any = None) -> str:
+    """The events captured since the last fetch as the spec's JSON document ``{"events": [...]}``."""
+    fn = "nrt_sys_trace_fetch_events"
+    rt = _live(fn)
+    events = trace.sys_trace_fetch(rt, None if options is None else _fetch_options(options, fn))
+    return json.dumps({"events": events}, separators=(",", ":"))
+
+
+def profile_start(model: Any, path: Any) -> None:
+    """Capture ``model``'s executions into ``path`` (truncated now) until ``profile_stop(path)``."""
+    fn = "nrt_profile_start"
+    m = _model(model, fn)
+    trace.profile_start(_live(fn), m, _trace_path(path, fn))
+
+
+def profile_stop(path: Any) -> None:
+    """Write the profile file started on ``path`` (neuron_sim's own JSON format, docs/tracing.md)."""
+    fn = "nrt_profile_stop"
+    trace.profile_stop(_live(fn), _trace_path(path, fn))
+
+
+def _trace_path(path: Any, function: str) -> str:
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise fail(NrtStatus.INVALID, "NRT", function, f"Invalid file {path!r}: expected a file path")
+    return os.fspath(path)
+
+
+def publish_state() -> None:
+    """Rewrite this process's published record now (drawings and tools read it; normally it lags <= 1 s)."""
+    publisher = _live("publish_state").publisher
+    if publisher is not None:
+        publisher.publish()
+
+
+def state_dir() -> Path:
+    """The live runtime's machine state directory (lock files, published records, memory ledger)."""
+    return Path(_live("state_dir").reservation.state_dir)

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Mapping
 
 from neuron_sim.nrtlog import fail
-from neuron_sim.runtime import faults
+from neuron_sim.runtime import faults, trace
 from neuron_sim.runtime.async_exec import ensure_queue
 from neuron_sim.runtime.core import Runtime, start_runtime
 from neuron_sim.runtime.models import unload_all
@@ -37,6 +37,7 @@ def init(environ: Mapping[str, str] | None = None) -> Runtime:
             raise
         ensure_queue(rt)
         rt.publisher = publish_state(rt)
+        trace.on_init(rt, environ)
         _runtime = rt
         return rt
 
@@ -61,6 +62,7 @@ def close(only: Runtime | None = None) -> None:
         rt.async_queue.shutdown()
     unload_all(rt)
     rt.close()
+    trace.on_close(rt)
     faults.stop()
 
 

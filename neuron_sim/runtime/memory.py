@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 from neuron_sim.hardware.model import LogicalCore, Machine
+from neuron_sim.runtime import trace
 from neuron_sim.runtime.memory_ledger import MemoryEntry, MemoryLedger
 from neuron_sim.status import NrtError, NrtStatus
 
@@ -120,6 +121,7 @@ class DeviceMemory:
             bank.used += nbytes
             bank.allocations.add(alloc)
             self._count(alloc, nbytes)
+            if trace.recorder is not None: trace.recorder.memory(key[0], key[1], bank.used)  # noqa: E701
             return alloc
 
     def free(self, alloc: Allocation | None) -> None:
@@ -135,6 +137,7 @@ class DeviceMemory:
             bank.allocations.discard(alloc)
             self._count(alloc, -alloc.nbytes)
             self._release((alloc.device, alloc.bank), bank)
+            if trace.recorder is not None: trace.recorder.memory(alloc.device, alloc.bank, bank.used)  # noqa: E701
 
     def free_many(self, allocs: list[Allocation]) -> None:
         """``free`` each allocation under one lock acquisition (a model's unload returns several at once)."""
@@ -166,6 +169,7 @@ class DeviceMemory:
             self._count(alloc, delta)
             if delta < 0:
                 self._release((alloc.device, alloc.bank), bank)
+            if trace.recorder is not None: trace.recorder.memory(alloc.device, alloc.bank, bank.used)  # noqa: E701
 
     def _count(self, alloc: Allocation, delta: int) -> None:
         per_core = self._by_core.get(alloc.core)

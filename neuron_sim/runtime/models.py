@@ -38,7 +38,7 @@ from neuron_sim.dtypes import numpy_dtype
 from neuron_sim.neff.errors import NeffError
 from neuron_sim.neff.reader import Neff, read_neff
 from neuron_sim.nrtlog import fail
-from neuron_sim.runtime import faults
+from neuron_sim.runtime import faults, trace
 from neuron_sim.runtime.clock import reserve_all
 from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
 from neuron_sim.runtime.placement import PlacementError, Spot, place
@@ -244,6 +244,7 @@ def _charge_load(rt: Runtime, copies: list[Model], cost: float) -> None:
     t = rt.clock.thread_now()
     for m in copies:
         t = reserve_all(m.timelines, t, cost)[1]
+        if trace.recorder is not None: trace.recorder.loaded(m, t - cost, t)  # noqa: E701
         m.load_time_s = cost
     rt.clock.wait_until(t)
 
@@ -312,6 +313,7 @@ def _release_model(rt: Runtime, model: Model) -> None:
         if model.neff.scratchpad_bytes:
             for cs in model.cores:
                 _resize_scratchpad(rt, cs)
+    if trace.recorder is not None: trace.recorder.unloaded(model)  # noqa: E701
 
 
 def unload_all(rt: Runtime) -> None:

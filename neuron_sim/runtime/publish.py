@@ -87,6 +87,7 @@ def snapshot(rt: Any, identity: dict[str, Any], latency: dict[str, Any]) -> dict
     models = []
     from neuron_sim.runtime import faults                       # runtime side only: readers (ls) import
     from neuron_sim.runtime.models import loaded as models_of   # neither numpy nor structlog
+    from neuron_sim.runtime.placement import groups as core_groups
     for model in models_of(rt):
         if model.unloaded:
             continue
@@ -103,6 +104,8 @@ def snapshot(rt: Any, identity: dict[str, Any], latency: dict[str, Any]) -> dict
         "cpu_s": {"user": cpu.user, "system": cpu.system},
         "host_memory": _rss_bytes(),
         "cores": cores,
+        "groups": [[rt.cores[v].core.global_id for v in g if v < len(rt.cores)]   # NEURONCORE_GROUP_SIZES
+                   for g in core_groups(rt.config.neuroncore_group_sizes)],
         "models": models,
         "latency": latency,
         "injected_faults": [{"call": call, "status": status, "count": n}

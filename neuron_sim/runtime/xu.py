@@ -39,7 +39,7 @@ from typing import Any
 from neuron_sim import nrtlog
 from neuron_sim.compute.cost import transfer_duration
 from neuron_sim.nrtlog import fail
-from neuron_sim.runtime import execution, faults
+from neuron_sim.runtime import execution, faults, trace
 from neuron_sim.runtime.clock import Timeline
 from neuron_sim.runtime.core import CoreState, Runtime, as_bytes
 from neuron_sim.runtime.tensors import Placement, Tensor
@@ -505,6 +505,7 @@ def execute_schedule(rt: Runtime, model: Any, inputs: Any, outputs: Any, queue: 
             nrtlog.error("NRT", fn, f"Model {m.id} ({m.name}) was unloaded before its scheduled execution ran; "
                                     "keep models loaded until their sequence ids complete")
             return int(NrtStatus.INVALID_HANDLE)
+        if trace.recorder is not None: return int(trace.recorder.run(rt, req, execution.run, True, job_id=op.seq))  # noqa: E701
         return int(execution.run(rt, req, accepted=True))
     uses = tuple((t, 0, t.size, False) for t in req.in_tensors) + tuple((t, 0, t.size, True) for t in req.out_tensors)
     return u.schedule(q, fn, None, work, uses, ret, on_done, book=book, block=block)

@@ -4,8 +4,8 @@
  * nrt_version.h): the C names, argument types, struct layouts, enum values and status codes.
  * This one file declares all of them; nrt_experimental.h, nrt_status.h and nrt_version.h include it,
  * so programs written for the Neuron SDK compile unchanged with -I<this include directory>.
- * Not exported yet: profiling and system trace (nrt_profile.h, nrt_sys_trace.h), collectives and hardware
- * plumbing. The explicit async API (nrt_async.h) is the 2.29+ generation ("NRTA 3.0").
+ * System trace and profile (nrt_sys_trace.h, nrt_profile.h) are declared here too. Not exported yet:
+ * collectives and hardware plumbing. The explicit async API (nrt_async.h) is the 2.29+ generation ("NRTA 3.0").
  */
 #ifndef NEURON_SIM_NRT_H
 #define NEURON_SIM_NRT_H
@@ -285,6 +285,35 @@ NRT_STATUS nrta_is_completed(nrta_seq_t seq, bool *is_completed);
 NRT_STATUS nrta_get_sequence(uint32_t lnc, nrta_xu_t xu, int queue, nrta_seq_t *seq);
 NRT_STATUS nrta_event_register_seq_id_completion(nrta_seq_t seq, int eventfd);
 NRT_STATUS nrta_event_register_xu_completion(uint32_t lnc, nrta_xu_t xu, int queue, int eventfd);
+/* ---- nrt_sys_trace.h: system trace (events as JSON; strings and arrays handed out are malloc()ed) -- */
+typedef struct nrt_sys_trace_config nrt_sys_trace_config_t;
+typedef struct nrt_sys_trace_fetch_options nrt_sys_trace_fetch_options_t;
+NRT_STATUS nrt_sys_trace_config_allocate(nrt_sys_trace_config_t **config);
+void nrt_sys_trace_config_set_defaults(nrt_sys_trace_config_t *config);
+void nrt_sys_trace_config_free(nrt_sys_trace_config_t *config);
+void nrt_sys_trace_config_set_max_events_per_nc(nrt_sys_trace_config_t *config, uint64_t max_events_per_nc);
+void nrt_sys_trace_config_set_capture_enabled_for_nc(nrt_sys_trace_config_t *config, uint32_t nc_idx,
+                                                     bool enabled);
+NRT_STATUS nrt_sys_trace_config_set_capture_enabled_for_event_type(nrt_sys_trace_config_t *config,
+                                                                   const char *event_type, bool enabled);
+NRT_STATUS nrt_sys_trace_get_event_types(const char ***event_types, size_t *count);
+NRT_STATUS nrt_sys_trace_config_get_enabled_event_types(const nrt_sys_trace_config_t *config,
+                                                        const char ***event_types, size_t *count);
+void nrt_sys_trace_free_event_types(const char **event_types, size_t count);
+NRT_STATUS nrt_sys_trace_start(nrt_sys_trace_config_t *config);
+NRT_STATUS nrt_sys_trace_stop(void);
+NRT_STATUS nrt_sys_trace_fetch_options_allocate(nrt_sys_trace_fetch_options_t **options);
+void nrt_sys_trace_fetch_options_set_defaults(nrt_sys_trace_fetch_options_t *options);
+void nrt_sys_trace_fetch_options_free(nrt_sys_trace_fetch_options_t *options);
+void nrt_sys_trace_fetch_options_set_max_events_per_nc(nrt_sys_trace_fetch_options_t *options,
+                                                       uint64_t max_events_per_nc);
+void nrt_sys_trace_fetch_options_set_nc_idx(nrt_sys_trace_fetch_options_t *options, uint64_t nc_idx);
+NRT_STATUS nrt_sys_trace_fetch_events(char **buffer, size_t *written, const nrt_sys_trace_fetch_options_t *options);
+void nrt_sys_trace_buffer_free(char *buffer);
+
+/* ---- nrt_profile.h: the file is neuron_sim's own JSON profile format (not NTFF) ---------------------- */
+NRT_STATUS nrt_profile_start(nrt_model_t *model, const char *filename);
+NRT_STATUS nrt_profile_stop(const char *filename);
 
 #ifdef __cplusplus
 }
