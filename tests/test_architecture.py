@@ -125,7 +125,7 @@ EXCEPTIONS: dict[str, set[str]] = {
                           "neuron_sim.ranges.format_ranges", "neuron_sim.runtime.reservation",
                           "neuron_sim.runtime.reservation.default_state_dir", "neuron_sim.runtime.publish.read_runtimes",
                           "neuron_sim.runtime.memory_ledger.read_machine_memory",
-                          "neuron_sim.runtime.memory.format_bytes"},
+                          "neuron_sim.sizes.format_bytes"},
     "neuron_sim.cli.monitor": {"neuron_sim.runtime.publish.MonitorAttachment", "neuron_sim.runtime.publish.read_runtimes",
                                "neuron_sim.runtime.reservation.default_state_dir",
                                "neuron_sim.regular_files.read_regular"},   # -c must not block on a FIFO

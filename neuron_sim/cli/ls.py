@@ -282,7 +282,7 @@ def machine_memory(machine: Machine) -> list[Any]:
 
 def render_memory(banks: Sequence[Any]) -> str:
     """Lines of device memory held on each HBM bank by every process of the machine (``-a``)."""
-    from neuron_sim.runtime.memory import format_bytes
+    from neuron_sim.sizes import format_bytes
     lines = ["device memory in use by all processes of this machine:"]
     for b in banks:
         holders = "; ".join(f"PID {e.pid} ({truncate_command(e.command)}) {format_bytes(e.nbytes)}"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from neuron_sim.hardware.model import LogicalCore, Machine
 from neuron_sim.runtime import trace
+from neuron_sim.sizes import format_bytes
 from neuron_sim.runtime.memory_ledger import MemoryEntry, MemoryLedger
 from neuron_sim.status import NrtError, NrtStatus
 
@@ -35,14 +36,6 @@ TABLE_COLUMNS = (
 )
 # columns that do not apply to one NEFF's row
 _NEFF_NA = {"Tensors", "Runtime", "Shared Scratchpad", "Profiler Buffers"}
-
-
-def format_bytes(n: int) -> str:
-    """The runtime's size spelling: ``20.188GB``, ``192.102MB``, ``0.000B``."""
-    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.3f}{unit}"
-    return f"{float(n):.3f}B"
 
 
 class OutOfDeviceMemory(NrtError):
