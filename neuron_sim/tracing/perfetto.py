@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from neuron_sim import nrtlog
+from neuron_sim.tracing import read_json_file
 
 TRACE_FORMAT = "neuron_sim.trace/1"
 HOST_TID = 1
@@ -120,13 +121,7 @@ def write_json(path: str, doc: dict[str, Any]) -> None:
 
 def read_trace(path: str) -> dict[str, Any]:
     """Load a trace-event file; ValueError naming the problem when it is not one."""
-    try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read())
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"{path} is not a trace-event JSON file ({exc})") from None
+    doc = read_json_file(path, "a trace-event JSON file")
     problems = validate(doc)
     if problems:
         raise ValueError(f"{path} is not a trace-event JSON file: {problems[0]}")

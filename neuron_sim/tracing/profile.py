@@ -13,6 +13,7 @@ import statistics
 from typing import Any
 
 from neuron_sim.nrtlog import fail
+from neuron_sim.tracing import read_json_file
 from neuron_sim.status import NrtStatus
 
 PROFILE_FORMAT = "neuron_sim.profile/1"
@@ -66,13 +67,7 @@ def write_profile(path: str, capture: Any, rt: Any, stopped_ns: int) -> None:
 
 def read_profile(path: str) -> dict[str, Any]:
     """Load a profile file; ValueError naming the problem when it is not one."""
-    try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read())
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"{path} is not a neuron_sim profile (not JSON: {exc})") from None
+    doc = read_json_file(path, "a neuron_sim profile")
     if not isinstance(doc, dict) or doc.get("format") != PROFILE_FORMAT:
         raise ValueError(f"{path} is not a neuron_sim profile (expected \"format\": \"{PROFILE_FORMAT}\")")
     return doc

@@ -12,6 +12,8 @@
 #include <nrt/nrt_profile.h>
 #include <nrt/nrt_sys_trace.h>
 
+#include "read_file.h"
+
 #define CHECK(call)                                                                           \
     do {                                                                                      \
         NRT_STATUS s_ = (call);                                                               \
@@ -20,20 +22,6 @@
             return 1;                                                                         \
         }                                                                                     \
     } while (0)
-
-static void *read_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *buf = malloc(n ? n : 1);
-    if (fread(buf, 1, n, f) != (size_t)n) { free(buf); fclose(f); return NULL; }
-    fclose(f);
-    *size = n;
-    return buf;
-}
 
 int main(int argc, char **argv)
 {
