@@ -43,9 +43,9 @@ def read_neff_file(path: Any) -> bytes:
     return interface.read_neff_file(path)
 
 
-def load(neff: bytes, core_id: int, context: str) -> Any:
+def load(neff: bytes, core_id: int, context: str, source: str | None = None) -> Any:
     try:
-        return interface.load(neff, core_id, -1)
+        return interface.load(neff, core_id, -1, source=source)
     except NrtError as exc:
         raise _with_context(exc, context) from None
 

@@ -89,7 +89,7 @@ class NrtpyModel:
         if cc_enabled:
             handle = _backend.load_collectives(data, core_id, rank_id, world_size, context)
         else:
-            handle = _backend.load(data, core_id, context)
+            handle = _backend.load(data, core_id, context, source=str(path))
         return cls(handle, name if name is not None else path.stem, path, core_id, runtime)
 
     def _model(self, function: str) -> Any:

@@ -220,14 +220,15 @@ def global_core_ids(function: str = "global_core_ids") -> tuple[int, ...]:
 
 
 # ---- models ---------------------------------------------------------------------------------------------
-def load(neff: Any, vnc: int = -1, vnc_count: int = -1, function: str = "nrt_load") -> Model:
+def load(neff: Any, vnc: int = -1, vnc_count: int = -1, function: str = "nrt_load", source: str | None = None) -> Model:
     """Load a NEFF from its bytes (any buffer) at visible core ``vnc`` (-1: least-used cores or NeuronCore
-    groups); ``vnc_count`` > 0 stages floor(vnc_count / cores per copy) copies (-1: one)."""
+    groups); ``vnc_count`` > 0 stages floor(vnc_count / cores per copy) copies (-1: one); ``source`` names
+    the NEFF in log lines (its path)."""
     rt = _live(function)
     if isinstance(neff, (str, os.PathLike)):
         raise fail(NrtStatus.INVALID, "NRT", function,
                    f"{function} takes the NEFF's bytes, not a path: pass open(path, 'rb').read()")
-    return models.load(rt, as_bytes(neff, function), vnc, vnc_count)
+    return models.load(rt, as_bytes(neff, function), vnc, vnc_count, source=source)
 
 
 def read_neff_file(path: str | os.PathLike) -> bytes:
