@@ -71,6 +71,7 @@ class Neff:
     hash_status: str = "unchecked"
     members: tuple[str, ...] = ()
     file_size: int = 0
+    unpacked_bytes: int = 0       # host memory its members (weights among them) hold
 
     @property
     def is_opaque(self) -> bool:
@@ -278,6 +279,7 @@ def _read(header: NeffHeader, file_size: int, chunks: Callable[[], Iterable[memo
         inputs=inputs, outputs=outputs, graph=graph, weights=types.MappingProxyType(weights),
         constants_bytes=constants, code_bytes=code, scratchpad_bytes=scratch, hash_status=hash_status,
         members=tuple(sorted(members)), file_size=file_size,
+        unpacked_bytes=sum(len(v) for v in members.values()),
     )
 
 

@@ -38,7 +38,7 @@ from neuron_sim.dtypes import numpy_dtype
 from neuron_sim.neff.errors import NeffError
 from neuron_sim.neff.reader import Neff, read_neff
 from neuron_sim.nrtlog import fail
-from neuron_sim.runtime import faults, trace
+from neuron_sim.runtime import faults, neff_cache, trace
 from neuron_sim.runtime.clock import reserve_all
 from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
 from neuron_sim.runtime.placement import PlacementError, Spot, place
@@ -176,14 +176,13 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
                    "one copy needs) or a count >= 1 (floor(count / cores per copy) copies)")
     if isinstance(data, np.ndarray):
         data = memoryview(data)
-    try:
-        neff = read_neff(data, validate_hash=rt.config.validate_hash, max_bytes=rt.config.max_neff_bytes)
-    except NeffError as exc:
-        nrtlog.error("NEFF", "neff_parse", exc.message)
-        raise _load_failed(exc.status, exc.message, source or "<buffer>") from None
+    config = rt.config
+    known = neff_cache.entry(data, (config.validate_hash, config.max_neff_bytes),
+                             lambda: _read(data, config.validate_hash, config.max_neff_bytes, source))
+    neff = known.neff
     _check_architecture(rt, neff)
     _check_lnc(rt, neff)
-    compiled = _legacy(rt, neff, _compile(neff))
+    compiled = _legacy(rt, neff, known.compiled(_compile))
     tab = table(rt)
     with rt.lock:                      # placement and accounting are one step: concurrent loads never collide
         spot = _place(rt, neff, vnc, vnc_count)
@@ -206,6 +205,15 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
                 f"{'' if len(cores) == 1 else f'-{cores[-1]}'}"
                 f"{'' if len(copies) == 1 else f' ({len(copies)} copies)'} in {cost * 1e3:.1f} ms")
     return model
+
+
+def _read(data, validate_hash: bool, max_bytes: int, source: str | None) -> Neff:
+    """read_neff, its failures logged and raised as libnrt reports them."""
+    try:
+        return read_neff(data, validate_hash=validate_hash, max_bytes=max_bytes)
+    except NeffError as exc:
+        nrtlog.error("NEFF", "neff_parse", exc.message)
+        raise _load_failed(exc.status, exc.message, source or "<buffer>") from None
 
 
 def _stage(rt: Runtime, tab: ModelTable, neff: Neff, compiled: CompiledGraph | None, start: int,
