@@ -220,13 +220,18 @@ def rows_load(big_mib: int) -> list[Row]:
     import bench_load
     rows = []
     rounds = 60 if QUICK else 200
-    ratios = []
+    ratios: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(5):
-        load, base = bench_load.time_small(NEFFS / "mlp_trn1.neff", rounds // 5, "trn1.2xlarge")
-        ratios.append(load / base)
-    now, noise = spread(ratios)
+        for first in (False, True):
+            load, base = bench_load.time_small(NEFFS / "mlp_trn1.neff", rounds // 5, "trn1.2xlarge", first)
+            ratios[first].append(load / base)
+    now, noise = spread(ratios[False])
+    first = statistics.median(ratios[True])
     rows.append(Row("nrt_load of mlp_trn1.neff vs read + gunzip + untar", now, 1.2, "x", noise,
-                    f"bench_load.time_small: medians of interleaved load/unpack, 5 groups of {rounds // 5}"))
+                    f"bench_load.time_small: medians of interleaved load/unpack, 5 groups of {rounds // 5}; the "
+                    "file is loaded again and again, as test suites do (the runtime reuses what it read from the "
+                    "same bytes: runtime/neff_cache.py); 'first' empties that cache before each load",
+                    f"{now:.2f}x (first load {first:.2f}x)"))
     with tempfile.TemporaryDirectory(prefix="neuron_sim_bench_") as tmp:
         big = bench_load.make_big(Path(tmp), big_mib)
         size = big.stat().st_size

@@ -70,10 +70,22 @@ _CANONICAL: dict[NrtDtype, str] = {
 }
 
 SUPPORTED_NAMES: tuple[str, ...] = tuple(sorted(_ALIASES))
+_BY_NUMPY: dict[np.dtype, NrtDtype] = {}
+for _code, _dt in _NUMPY.items():
+    if _code is not NrtDtype.FP32R:
+        _BY_NUMPY.setdefault(_dt, _code)
 
 
 def nrt_dtype(value: str | np.dtype | type | NrtDtype | int) -> NrtDtype:
     """Resolve a dtype name, numpy dtype or code to its nrt_dtype_t; ValueError names the accepted forms."""
+    if type(value) is str:                # fast paths: the spellings and dtypes loads and executes meet
+        code = _ALIASES.get(value)
+        if code is not None:
+            return code
+    elif isinstance(value, np.dtype):
+        code = _BY_NUMPY.get(value)
+        if code is not None:
+            return code
     if isinstance(value, NrtDtype):
         return value
     if isinstance(value, int) and not isinstance(value, bool):

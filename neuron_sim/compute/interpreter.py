@@ -96,7 +96,7 @@ def _plan_subgraph(sg: Subgraph, specs: Mapping[str, TensorSpec], weights: Mappi
     for name in sg.outputs:
         last_use[name] = end
 
-    kernels = [make_kernel(op.kind, [specs[n] for n in op.inputs], op.attrs) for op in sg.ops]
+    kernels = [make_kernel(op.kind, [specs[n] for n in op.inputs], op.attrs, specs[op.output]) for op in sg.ops]
     wslots = _widen_constants(sg, kernels, slots, wslots)
     # A view's storage is its input's buffer; a buffer is free once every value rooted in it is dead.
     root: dict[str, int | None] = {}

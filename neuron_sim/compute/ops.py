@@ -286,9 +286,11 @@ def _gather_maker(axis: int) -> Callable[[np.ndarray], Fn]:
     return bind
 
 
-def make_kernel(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> Kernel:
-    """Validate (ValueError as infer_op) and prepare one op; low-precision float ops are wrapped to compute in fp32."""
-    res = infer_op(kind, inputs, attrs)
+def make_kernel(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any],
+                result: TensorSpec | None = None) -> Kernel:
+    """Validate (ValueError as infer_op) and prepare one op; low-precision float ops are wrapped to compute in fp32.
+    ``result``: the op's spec when infer_op already gave it for these very inputs (no second inference)."""
+    res = infer_op(kind, inputs, attrs) if result is None else result
     in_dt = numpy_dtype(inputs[0].dtype)
     out_dt = numpy_dtype(res.dtype)
     if kind in ("transpose", "reshape", "slice"):

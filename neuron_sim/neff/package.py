@@ -116,12 +116,12 @@ def _zero(view: memoryview) -> bool:
     return not np.frombuffer(view, dtype=np.uint8).any() if len(view) else True
 
 
-def _octal(field: memoryview, where: str) -> int:
-    """A tar number: NUL/space-terminated octal, or GNU base-256 (high bit set, positive only)."""
-    raw = bytes(field)
+def _octal(raw: bytes, where: str, pos: int) -> int:
+    """A tar number: NUL/space-terminated octal, or GNU base-256 (high bit set, positive only); ``where`` names
+    the field in errors (``{}`` stands for the header's offset ``pos``)."""
     if raw[0] & 0x80:
         if raw[0] != 0x80:
-            raise invalid(f"NEFF archive is damaged: {where} is a negative base-256 number")
+            raise invalid(f"NEFF archive is damaged: {where.format(pos)} is a negative base-256 number")
         return int.from_bytes(raw[1:], "big")
     text = raw.split(b"\0", 1)[0].strip(b" ")
     if not text:
@@ -129,7 +129,7 @@ def _octal(field: memoryview, where: str) -> int:
     try:
         return int(text, 8)
     except ValueError:
-        raise invalid(f"NEFF archive is damaged: {where} {text!r} is not an octal number") from None
+        raise invalid(f"NEFF archive is damaged: {where.format(pos)} {text!r} is not an octal number") from None
 
 
 def _block_end(size: int) -> int:
@@ -138,14 +138,17 @@ def _block_end(size: int) -> int:
 
 def _header_size(tar: memoryview, pos: int) -> int:
     """Checked data size of the tar header at ``pos``; NeffError when its checksum does not match."""
-    hdr = tar[pos:pos + BLOCK]
-    stored = _octal(hdr[148:156], f"checksum of the tar header at offset {pos}")
-    raw = bytes(hdr)
+    return _checked_size(bytes(tar[pos:pos + BLOCK]), pos)
+
+
+def _checked_size(raw: bytes, pos: int) -> int:
+    """Data size of the 512-byte tar header ``raw`` (at offset ``pos``); NeffError when its checksum is wrong."""
+    stored = _octal(raw[148:156], "checksum of the tar header at offset {}", pos)
     unsigned = sum(raw) - sum(raw[148:156]) + 8 * 32
     if stored != unsigned and stored != unsigned - 256 * sum(b >= 128 for b in raw[:148] + raw[156:]):
         raise invalid(f"NEFF archive is damaged: the tar header at offset {pos} has a bad checksum "
                       f"(stored {stored}, computed {unsigned}); later members would be lost")
-    return _octal(hdr[124:136], f"size in the tar header at offset {pos}")
+    return _octal(raw[124:136], "size in the tar header at offset {}", pos)
 
 
 class _EndFinder:
@@ -242,7 +245,7 @@ def read_archive(payload: bytes | memoryview, *, max_bytes: int = DEFAULT_MAX_AR
     return parse_tar(tar)
 
 
-def _cstr(field: memoryview) -> str:
+def _cstr(field: bytes | memoryview) -> str:
     return bytes(field).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
@@ -275,14 +278,14 @@ def parse_tar(tar: memoryview) -> dict[str, memoryview]:
     while True:
         if pos + BLOCK > n:
             raise invalid(f"NEFF archive is truncated: no end-of-archive marker after offset {pos}")
-        if _zero(tar[pos:pos + BLOCK]):
+        hdr = bytes(tar[pos:pos + BLOCK])       # one small copy per header: bytes slicing beats view slicing
+        if hdr == _ZERO_BLOCK:
             if not _zero(tar[pos:]):
                 raise invalid(f"NEFF archive is damaged: data follows the end-of-archive marker at offset {pos}; "
                               "the archive was not read to its end")
             break
-        size = _header_size(tar, pos)
-        hdr = tar[pos:pos + BLOCK]
-        kind = bytes(hdr[156:157])
+        size = _checked_size(hdr, pos)
+        kind = hdr[156:157]
         if "size" in pax:
             try:
                 size = int(pax["size"])
@@ -302,7 +305,7 @@ def parse_tar(tar: memoryview) -> dict[str, memoryview]:
         if kind == b"g":
             continue
         name = _cstr(hdr[0:100])
-        if bytes(hdr[257:262]) == b"ustar" and hdr[345] != 0:
+        if hdr[257:262] == b"ustar" and hdr[345] != 0:
             name = _cstr(hdr[345:500]) + "/" + name
         name = pax.get("path", long_name if long_name is not None else name)
         long_name, pax = None, {}

@@ -120,6 +120,8 @@ _NPY_VALUE = r"(?:'[^'\\]*'|True|False|\((?:\s*\d+\s*,)*(?:\s*\d+\s*)?\))"
 _NPY_DICT = re.compile(r"\{(?:\s*'(?:descr|fortran_order|shape)'\s*:\s*" + _NPY_VALUE + r"\s*,)*"
                        r"(?:\s*'(?:descr|fortran_order|shape)'\s*:\s*" + _NPY_VALUE + r"\s*)?\s*\}\s*")
 _NPY_ITEM = re.compile(r"'(descr|fortran_order|shape)'\s*:\s*(" + _NPY_VALUE + ")")
+# the exact form numpy writes (a subset of the pattern above), parsed in one match
+_NPY_CANONICAL = re.compile(r"\{'descr': '([^'\\]*)', 'fortran_order': (True|False), 'shape': \(((?:\d+, )*\d+,?|)\), \}\s*")
 
 
 def _npy_header(raw: memoryview, member: str) -> tuple[np.dtype, bool, tuple[int, ...], int]:
@@ -136,6 +138,10 @@ def _npy_header(raw: memoryview, member: str) -> tuple[np.dtype, bool, tuple[int
     if start + hlen > len(raw):
         raise ValueError("its header is longer than the member")
     text = bytes(raw[start:start + hlen]).decode("utf-8" if major == 3 else "latin1")
+    canonical = _NPY_CANONICAL.fullmatch(text)
+    if canonical is not None:
+        descr, fortran, dims = canonical.groups()
+        return np.dtype(descr), fortran == "True", tuple(int(d) for d in dims.split(",") if d), start + hlen
     if not _NPY_DICT.fullmatch(text):
         raise ValueError(f"header {text.strip()!r} is not a plain {{'descr', 'fortran_order', 'shape'}} dict")
     items = dict(_NPY_ITEM.findall(text))
