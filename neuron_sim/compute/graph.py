@@ -114,17 +114,17 @@ class Graph:
             for i, sg in enumerate(doc["subgraphs"]):
                 ops = tuple(
                     Op(
-                        kind=_str(op["kind"], f"subgraphs[{i}].ops.kind"),
-                        inputs=tuple(_str(x, f"subgraphs[{i}].ops.inputs") for x in op["inputs"]),
-                        output=_str(op["output"], f"subgraphs[{i}].ops.output"),
+                        kind=_str(op["kind"], "subgraphs[{}].ops.kind", i),
+                        inputs=_strs(op["inputs"], "subgraphs[{}].ops.inputs", i),
+                        output=_str(op["output"], "subgraphs[{}].ops.output", i),
                         attrs=dict(op.get("attrs") or {}),
                     )
                     for op in sg["ops"]
                 )
                 subgraphs.append(
                     Subgraph(
-                        inputs=tuple(_str(x, f"subgraphs[{i}].inputs") for x in sg["inputs"]),
-                        outputs=tuple(_str(x, f"subgraphs[{i}].outputs") for x in sg["outputs"]),
+                        inputs=_strs(sg["inputs"], "subgraphs[{}].inputs", i),
+                        outputs=_strs(sg["outputs"], "subgraphs[{}].outputs", i),
                         ops=ops,
                     )
                 )
@@ -134,7 +134,7 @@ class Graph:
                 inputs=tuple(_spec_from(s, "inputs") for s in doc["inputs"]),
                 outputs=tuple(_spec_from(s, "outputs") for s in doc["outputs"]),
                 subgraphs=tuple(subgraphs),
-                weight_names=tuple(_str(w, "weights") for w in doc.get("weights", [])),
+                weight_names=_strs(doc.get("weights", []), "weights"),
                 declared=declared,
             )
         except (KeyError, TypeError, AttributeError) as exc:
@@ -150,10 +150,20 @@ def _spec_from(obj: Any, where: str) -> TensorSpec:
     return TensorSpec(name=_str(obj["name"], f"{where}.name"), dtype=_str(obj["dtype"], f"{where}.dtype"), shape=shape)
 
 
-def _str(v: Any, where: str) -> str:
+def _str(v: Any, where: str, index: int = 0) -> str:
+    """``v`` when it is a string; ``where`` names the field in the error (``{}`` stands for ``index``)."""
     if not isinstance(v, str):
-        raise ValueError(f"sim/graph.json: {where} must be a string, got {type(v).__name__}")
+        raise ValueError(f"sim/graph.json: {where.format(index)} must be a string, got {type(v).__name__}")
     return v
+
+
+def _strs(values: Any, where: str, index: int = 0) -> tuple[str, ...]:
+    """A list of strings as a tuple (one check for the common case); ValueError names the field otherwise."""
+    out = tuple(values)
+    if not all(type(v) is str for v in out):
+        for v in out:
+            _str(v, where, index)
+    return out
 
 
 def _duration(v: Any) -> float:

@@ -174,7 +174,8 @@ def infer_op(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any]) 
     if unknown:
         raise _fail(kind, f"unknown attrs {unknown} (accepted: {sorted(accepted) or 'none'})")
     dtypes = [_canonical_dtype(kind, s.dtype) for s in inputs]
-    shapes = [tuple(int(d) for d in s.shape) for s in inputs]
+    shapes = [s.shape if type(s.shape) is tuple and all(type(d) is int for d in s.shape)
+              else tuple(int(d) for d in s.shape) for s in inputs]
     dtype, shape = dtypes[0], shapes[0]
     if kind == "gather":
         if not shape:
@@ -276,6 +277,8 @@ def _spec_of(name: str, value: Any, where: str) -> TensorSpec:
         canonical = dtype_name(dtype)
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{where} {name!r}: {exc}") from None
+    if type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape):   # the usual form: one pass
+        return TensorSpec(name, canonical, shape)
     if not all(_is_int(d) and int(d) >= 0 for d in shape):
         raise ValueError(f"{where} {name!r}: shape must be non-negative integers, got {list(shape)}")
     return TensorSpec(name, canonical, tuple(int(d) for d in shape))

@@ -99,10 +99,12 @@ def make_archive(members: Mapping[str, bytes], *, compress: bool = True) -> byte
     return gzip.compress(tar_bytes, compresslevel=9, mtime=0) if compress else tar_bytes
 
 
+_BAD_PARTS = frozenset(("", ".", ".."))
+
+
 def _check_member_name(name: str) -> None:
-    parts = name.split("/")
-    if (not name or name.startswith("/") or "\\" in name or "\0" in name
-            or any(p in ("", ".", "..") for p in parts)):
+    if (not name or "\\" in name or "\0" in name
+            or not _BAD_PARTS.isdisjoint(name.split("/"))):     # also a leading "/": an empty first part
         raise invalid(f"NEFF archive member name {name!r} is not a plain relative path")
 
 
@@ -144,7 +146,7 @@ def _header_size(tar: memoryview, pos: int) -> int:
 def _checked_size(raw: bytes, pos: int) -> int:
     """Data size of the 512-byte tar header ``raw`` (at offset ``pos``); NeffError when its checksum is wrong."""
     stored = _octal(raw[148:156], "checksum of the tar header at offset {}", pos)
-    unsigned = sum(raw) - sum(raw[148:156]) + 8 * 32
+    unsigned = sum(raw.translate(None, b"\0")) - sum(raw[148:156]) + 8 * 32   # zeros add nothing: drop them first
     if stored != unsigned and stored != unsigned - 256 * sum(b >= 128 for b in raw[:148] + raw[156:]):
         raise invalid(f"NEFF archive is damaged: the tar header at offset {pos} has a bad checksum "
                       f"(stored {stored}, computed {unsigned}); later members would be lost")
