@@ -98,6 +98,8 @@ def _dtype(value: Any, where: str) -> NrtDtype:
 
 
 def _shape(value: Any, where: str) -> tuple[int, ...]:
+    if type(value) is list and all(type(d) is int and d >= 0 for d in value):     # as JSON gives it: one pass
+        return tuple(value)
     if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value):
         raise invalid(f"{where}: shape must be a list of non-negative integers, got {str(value)[:80]}")
     return tuple(value)

@@ -182,14 +182,15 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
     neff = known.neff
     _check_architecture(rt, neff)
     _check_lnc(rt, neff)
-    compiled = _legacy(rt, neff, known.compiled(_compile))
+    compiled = _legacy(rt, neff, known.derived(_compile))
+    io = known.derived(_io_bindings)
     tab = table(rt)
     with rt.lock:                      # placement and accounting are one step: concurrent loads never collide
         spot = _place(rt, neff, vnc, vnc_count)
         copies: list[Model] = []
         try:
             for start in spot.starts:
-                copies.append(_stage(rt, tab, neff, compiled, start, spot.group))
+                copies.append(_stage(rt, tab, neff, compiled, io, start, spot.group))
         except BaseException:
             for m in copies:
                 _drop(rt, m)
@@ -216,14 +217,14 @@ def _read(data, validate_hash: bool, max_bytes: int, source: str | None) -> Neff
         raise _load_failed(exc.status, exc.message, source or "<buffer>") from None
 
 
-def _stage(rt: Runtime, tab: ModelTable, neff: Neff, compiled: CompiledGraph | None, start: int,
-           group: int | None) -> Model:
+def _stage(rt: Runtime, tab: ModelTable, neff: Neff, compiled: CompiledGraph | None,
+           io: tuple[tuple[Binding, ...], tuple[Binding, ...]], start: int, group: int | None) -> Model:
     """One copy of a model on the cores from ``start``: memory accounted, registered in the table."""
     cores = tuple(rt.cores[start:start + neff.num_cores])
     if faults.active is not None: faults.active.hit("load", cores, neff)  # noqa: E701
     model_id = next(tab.ids)
     rt.memory.neff_names[model_id] = neff.name
-    model = Model(model_id, neff, start, cores, _bindings(neff.inputs), _bindings(neff.outputs), compiled, tab,
+    model = Model(model_id, neff, start, cores, io[0], io[1], compiled, tab,
                   group=group, timelines=tuple(cs.timeline for cs in cores))
     try:
         _account(rt, model)
@@ -433,6 +434,11 @@ def _place(rt: Runtime, neff: Neff, vnc: int, vnc_count: int) -> Spot:
 # ---- preparation ---------------------------------------------------------------------------------------
 def _bindings(tensors) -> tuple[Binding, ...]:
     return tuple(Binding(t.name, t.size, numpy_dtype(t.dtype), tuple(t.shape)) for t in tensors)
+
+
+def _io_bindings(neff: Neff) -> tuple[tuple[Binding, ...], tuple[Binding, ...]]:
+    """(inputs, outputs) as execute binds them: derived from the NEFF alone, so shared by its loads."""
+    return _bindings(neff.inputs), _bindings(neff.outputs)
 
 
 def _compile(neff: Neff) -> CompiledGraph | None:

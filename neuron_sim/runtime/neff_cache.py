@@ -16,13 +16,14 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from neuron_sim.neff.reader import Neff
 
 ENTRY_MAX_BYTES = 8 << 20         # larger NEFFs are read every time (hashing them would cost a pass of its own)
 BUDGET_BYTES = 32 << 20           # unpacked archives kept, all entries together
 MAX_ENTRIES = 64
+T = TypeVar("T")
 
 _entries: OrderedDict[tuple, Entry] = OrderedDict()
 _held = 0                         # unpacked bytes of the entries
@@ -30,21 +31,21 @@ _lock = threading.Lock()
 
 
 class Entry:
-    """One content's ``Neff`` and, once a load got past the runtime's checks, its compiled graph."""
+    """One content's ``Neff`` and what loads derive from it alone (its compiled graph, its IO bindings)."""
 
-    __slots__ = ("neff", "_compiled", "_done")
+    __slots__ = ("neff", "_derived")
 
     def __init__(self, neff: Neff) -> None:
         self.neff = neff
-        self._compiled: Any = None
-        self._done = False
+        self._derived: dict[Callable[[Neff], Any], Any] = {}
 
-    def compiled(self, compile_graph: Callable[[Neff], Any]) -> Any:
-        """The executable form of the NEFF: ``compile_graph(neff)`` the first time (not remembered if it raises)."""
-        if not self._done:
-            self._compiled = compile_graph(self.neff)
-            self._done = True
-        return self._compiled
+    def derived(self, make: Callable[[Neff], T]) -> T:
+        """``make(neff)``, computed once per entry and function (a call that raises is not remembered)."""
+        try:
+            return self._derived[make]
+        except KeyError:
+            value = self._derived[make] = make(self.neff)
+            return value
 
 
 def entry(data: memoryview, settings: tuple, read: Callable[[], Neff]) -> Entry:
