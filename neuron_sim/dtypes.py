@@ -70,6 +70,8 @@ _CANONICAL: dict[NrtDtype, str] = {
 }
 
 SUPPORTED_NAMES: tuple[str, ...] = tuple(sorted(_ALIASES))
+_NUMPY_BY_NAME: dict[str, np.dtype] = {name: _NUMPY[code] for name, code in _ALIASES.items()}
+_NAME_BY_NAME: dict[str, str] = {name: _CANONICAL[code] for name, code in _ALIASES.items()}
 _BY_NUMPY: dict[np.dtype, NrtDtype] = {}
 for _code, _dt in _NUMPY.items():
     if _code is not NrtDtype.FP32R:
@@ -104,6 +106,10 @@ def nrt_dtype(value: str | np.dtype | type | NrtDtype | int) -> NrtDtype:
 
 def numpy_dtype(value: str | np.dtype | type | NrtDtype | int) -> np.dtype:
     """The numpy dtype that holds tensors of this nrt_dtype_t."""
+    if type(value) is str:
+        dt = _NUMPY_BY_NAME.get(value)
+        if dt is not None:
+            return dt
     code = nrt_dtype(value)
     if code is NrtDtype.UNKNOWN:
         raise ValueError("NRT_DTYPE_UNKNOWN has no numpy dtype")
@@ -112,4 +118,8 @@ def numpy_dtype(value: str | np.dtype | type | NrtDtype | int) -> np.dtype:
 
 def dtype_name(value: str | np.dtype | type | NrtDtype | int) -> str:
     """Canonical lower-case name (as neff.json spells it)."""
+    if type(value) is str:
+        name = _NAME_BY_NAME.get(value)
+        if name is not None:
+            return name
     return _CANONICAL[nrt_dtype(value)]

@@ -30,6 +30,8 @@ _LAYOUT: tuple[tuple[str, str, int], ...] = (
     ("feature_bits", "Q", 544),
     ("lnc_size", "I", 552),
 )
+_WHOLE = struct.Struct("<" + "".join(code for _, code, _ in _LAYOUT))   # the fields are contiguous from 0
+assert _WHOLE.size == _LAYOUT[-1][2] + 4
 _STRING_FIELDS = {"neff_build_version": 128, "name": 256}
 _BYTES_FIELDS = {"hash": 32, "uuid": 16, "tpb_per_node": 64}
 _INT_BITS = {"Q": 64, "I": 32}
@@ -83,12 +85,9 @@ class NeffHeader:
         buf = bytes(data[:HEADER_SIZE])
         if len(buf) < HEADER_SIZE:
             raise invalid(f"Invalid NEFF data size: file is {len(data)} bytes, shorter than the {HEADER_SIZE}-byte header")
-        values = {}
-        for name, code, offset in _LAYOUT:
-            (value,) = struct.unpack_from("<" + code, buf, offset)
-            if name in _STRING_FIELDS:
-                value = value.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            values[name] = value
+        values = dict(zip((name for name, _, _ in _LAYOUT), _WHOLE.unpack_from(buf)))
+        for name in _STRING_FIELDS:
+            values[name] = values[name].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         return NeffHeader(**values)
 
     def as_dict(self) -> dict[str, object]:

@@ -201,10 +201,11 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
         cost = load_time(rt, neff, len(data))
         _charge_load(rt, copies, cost)
     model = copies[0]
-    cores = [cs.vnc for m in copies for cs in m.cores]
-    nrtlog.info("NRT", fn, f"Loaded NEFF {neff.name} as model {model.id} on NC {cores[0]}"
-                f"{'' if len(cores) == 1 else f'-{cores[-1]}'}"
-                f"{'' if len(copies) == 1 else f' ({len(copies)} copies)'} in {cost * 1e3:.1f} ms")
+    if nrtlog.enabled("INFO", "NRT"):        # the line is built only when it is written
+        cores = [cs.vnc for m in copies for cs in m.cores]
+        nrtlog.info("NRT", fn, f"Loaded NEFF {neff.name} as model {model.id} on NC {cores[0]}"
+                    f"{'' if len(cores) == 1 else f'-{cores[-1]}'}"
+                    f"{'' if len(copies) == 1 else f' ({len(copies)} copies)'} in {cost * 1e3:.1f} ms")
     return model
 
 
