@@ -165,3 +165,34 @@ def test_load_unload_cycles_leave_no_state_behind() -> None:
         tracemalloc.stop()
     assert grown < 64 << 10, f"{grown} bytes more after 2000 more load/unload cycles"
     assert neff_cache.usage()[0] == 1 and not models.loaded(rt) and not rt.memory.neff_names
+
+
+def test_a_remembered_graph_keeps_no_scratch_memory_after_its_models_unload() -> None:
+    b = NeffBuilder("wide_scratch", target="v2")
+    x = b.input("x", "float32", (512, 1024))
+    b.output("y", b.reduce_sum(b.exp(x * 2.0) + 1.0, axes=[1]))   # 2 MiB intermediates, tiny archive
+    data = b.build()
+    assert nrt.nrt_init() == nrt.NRT_SUCCESS
+    _, ins = nrt.nrt_allocate_tensor_set()
+    _, outs = nrt.nrt_allocate_tensor_set()
+    xt = nrt.nrt_tensor_allocate(0, 0, 512 * 1024 * 4, "x")[1]
+    yt = nrt.nrt_tensor_allocate(0, 0, 512 * 4, "y")[1]
+    nrt.nrt_add_tensor_to_tensor_set(ins, "x", xt)
+    nrt.nrt_add_tensor_to_tensor_set(outs, "y", yt)
+    nrt.nrt_tensor_write(xt, np.ones((512, 1024), np.float32), 0, 512 * 1024 * 4)
+    nrt.nrt_tensor_write(yt, np.zeros(512, np.float32), 0, 512 * 4)
+    nrt.nrt_unload(load(data))                                   # read and compiled: remembered
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        model = load(data)
+        assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_SUCCESS
+        ran = tracemalloc.get_traced_memory()[0] - base
+        assert nrt.nrt_unload(model) == nrt.NRT_SUCCESS
+        gc.collect()
+        left = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert ran > 2 << 20 and left < 256 << 10, (ran, left)
+    assert neff_cache.usage()[0] == 1

@@ -227,6 +227,10 @@ class CompiledGraph:
     def num_subgraphs(self) -> int:
         return len(self._plans)
 
+    def drop_scratch(self) -> None:
+        """Let go of every thread's scratch buffers (a graph kept for later loads holds none; runs make new ones)."""
+        self._local = threading.local()
+
     def _bound(self, index: int) -> _Bound:
         per_thread = getattr(self._local, "bound", None)
         if per_thread is None:

@@ -312,6 +312,8 @@ def _release_model(rt: Runtime, model: Model) -> None:
             pass  # an execution that started before the unload finishes first
     with rt.lock:
         model.bindings.clear()        # execution's cached bindings: their views and scratch go with the model
+        if isinstance(model.compiled, CompiledGraph):
+            model.compiled.drop_scratch()     # the graph may outlive the model in neff_cache: not its scratch
         tab = table(rt)
         if tab.by_id.pop(model.id, None) is not None:
             _needs_scratchpad(tab, model, -1)

@@ -6,7 +6,8 @@ to an earlier one reuses its ``Neff`` (read-only weights, views of one unpacked 
 Identity is the SHA-256 of every byte given to nrt_load plus the settings that change what reading them gives
 (hash validation, the size cap). Bounded: only NEFFs of at most ``ENTRY_MAX_BYTES`` (file and unpacked archive)
 enter, at most ``MAX_ENTRIES`` of them and ``BUDGET_BYTES`` of unpacked archives, least recently loaded out
-first; an entry that leaves lives on in the models still using it. Failed loads are never remembered.
+first (a compiled graph also keeps float32 copies of bf16 weights, and no scratch once its models unload); an
+entry that leaves lives on in the models still using it. Failed loads are never remembered.
 
 State owned here: the process-wide table of entries.
 """
