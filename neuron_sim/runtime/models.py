@@ -89,6 +89,7 @@ class Model:
     next_copy: int = 0                   # round-robin position among equally idle copies
     timelines: tuple = ()         # the simulated timelines of its cores (runtime.clock.Timeline)
     bindings: dict = field(default_factory=dict)   # execution's checked (input set, output set) bindings
+    hot: tuple | None = None      # execution's last direct binding, revalidated with five comparisons
     _duration: tuple[int, float] = (-1, 0.0)
 
     @property
@@ -302,6 +303,7 @@ def _release_model(rt: Runtime, model: Model) -> None:
             pass  # an execution that started before the unload finishes first
     with rt.lock:
         model.bindings.clear()        # execution's cached bindings: their views and scratch go with the model
+        model.hot = None
         tab = table(rt)
         if tab.by_id.pop(model.id, None) is not None:
             _needs_scratchpad(tab, model, -1)
