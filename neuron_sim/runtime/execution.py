@@ -137,6 +137,27 @@ def _bind_runner(model: Model, req: Prepared) -> None:
         req.checked = getattr(runner, "checked", None)
 
 
+def bind(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> Prepared | None:
+    """A checked request whose caller keeps it and its tensors unchanged (the Pythonic face's tensor pairs):
+    ``run_kept`` runs it with no further checks; None for a replicated load (it picks its copy per call)."""
+    if model.copies:
+        return None
+    req = prepare(rt, model, inputs, outputs)
+    if model.compiled is not None:
+        _bind_runner(model, req)
+    return req
+
+
+def run_kept(rt: Runtime, req: Prepared) -> NrtStatus:
+    """Synchronous execution of a request from ``bind`` (traced, fault-injected and timed out like any)."""
+    if req.checked is not None and trace.recorder is None and faults.active is None:
+        return run_direct(rt, req)
+    if trace.recorder is not None:
+        req.end, req.timed_out = 0.0, False        # the trace tells a refused call by a request with no slot
+        return trace.recorder.run(rt, req, run)
+    return run(rt, req)
+
+
 def schedule(rt: Runtime, req: Prepared) -> None:
     """Book the request's slot on its cores' timelines, from the calling thread's simulated time."""
     model = req.model

@@ -90,6 +90,7 @@ class Model:
     timelines: tuple = ()         # the simulated timelines of its cores (runtime.clock.Timeline)
     bindings: dict = field(default_factory=dict)   # execution's checked (input set, output set) bindings
     hot: tuple | None = None      # execution's last direct binding, revalidated with five comparisons
+    array_pool: object = None     # runtime.arrays' idle tensor pairs for calls with numpy arrays
     _duration: tuple[int, float] = (-1, 0.0)
 
     @property
