@@ -153,3 +153,77 @@ def test_a_large_execute_allocates_no_full_size_temporary(rt):
     finally:
         tracemalloc.stop()
     assert peak < n // 8, peak                # a bool mask alone would be n bytes, a float copy 4n
+
+
+WARM_UPS = [1, 2, 3, 4, 6]     # the binding is prepared, then bound to a direct run, then execute's hot slot
+
+
+@pytest.mark.parametrize("warm", WARM_UPS)
+def test_every_change_is_seen_after_any_number_of_executions(rt, warm):
+    model = _doubler()
+    x, other, y = _tensor("x", np.arange(N)), _tensor("x", np.full(N, 10.0)), _tensor("y")
+    ins, outs = _sets({"x": x}, {"y": y})
+    for _ in range(warm):
+        assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_SUCCESS
+    nrt.nrt_add_tensor_to_tensor_set(ins, "x", other)            # the set changed
+    assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_SUCCESS
+    assert _read(y).tolist() == [20.0] * N
+    for _ in range(warm):
+        assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_SUCCESS
+    mine = np.zeros(N, np.float32)                                 # the output got new storage
+    assert nrt.nrt_tensor_attach_buffer(y, mine, mine.nbytes) == nrt.NRT_SUCCESS
+    assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_SUCCESS
+    assert mine.tolist() == [20.0] * N
+    for _ in range(warm):
+        assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_SUCCESS
+    nrt.nrt_tensor_free(other)                                     # an input was freed
+    assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_INVALID
+
+
+@pytest.mark.parametrize("warm", WARM_UPS)
+def test_freeing_an_unrelated_tensor_keeps_results_right(rt, warm):
+    model = _doubler()
+    x, y, unrelated = _tensor("x", np.arange(N)), _tensor("y"), _tensor("z")
+    ins, outs = _sets({"x": x}, {"y": y})
+    for _ in range(warm):
+        assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_SUCCESS
+    nrt.nrt_tensor_free(unrelated)
+    v = np.full(N, 3.0, np.float32)
+    nrt.nrt_tensor_write(x, v, 0, v.nbytes)
+    assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_SUCCESS
+    assert _read(y).tolist() == [6.0] * N
+
+
+@pytest.mark.parametrize("warm", WARM_UPS)
+def test_an_unloaded_model_is_refused_after_any_number_of_executions(rt, warm):
+    model = _doubler()
+    x, y = _tensor("x", np.arange(N)), _tensor("y")
+    ins, outs = _sets({"x": x}, {"y": y})
+    for _ in range(warm):
+        assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_SUCCESS
+    assert nrt.nrt_unload(model) == nrt.NRT_SUCCESS
+    assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_INVALID_HANDLE
+
+
+def test_counters_and_simulated_time_are_the_same_on_every_path(rt):
+    """The first calls (checked, then bound) and the later ones (execute's hot slot) count and take time alike."""
+    from neuron_sim.runtime import interface
+    model = _doubler()
+    x, y = _tensor("x", np.ones(N)), _tensor("y")
+    ins, outs = _sets({"x": x}, {"y": y})
+    clock = interface.clock()
+    duration = interface.model_execution_time_s(model)
+    stats = interface.live_runtime().cores[0].stats
+    before = dict(stats)
+    ends = []
+    for _ in range(8):
+        assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_SUCCESS
+        ends.append(clock.thread_now())
+    steps = np.diff(ends)
+    assert np.allclose(steps, duration, rtol=0, atol=1e-12)         # back to back, one duration each
+    assert stats["completed"] - before["completed"] == 8
+    assert stats["device_time_s"] - before["device_time_s"] == pytest.approx(8 * duration)
+    bad = np.full(N, np.nan, np.float32)
+    nrt.nrt_tensor_write(x, bad, 0, bad.nbytes)
+    assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_EXEC_COMPLETED_WITH_NUM_ERR
+    assert stats["completed_with_num_err"] - before["completed_with_num_err"] == 1

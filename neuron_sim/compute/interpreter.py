@@ -28,13 +28,8 @@ F32 = np.dtype(np.float32)
 
 try:    # numpy >= 2: enter "ignore all floating-point errors" without building an errstate each run
     from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
-    _QUIET_FP = _make_extobj(all="ignore")
-
-    def _quiet() -> object:
-        return _extobj_contextvar.set(_QUIET_FP)
-
-    def _loud(token: object) -> None:
-        _extobj_contextvar.reset(token)
+    _quiet = functools.partial(_extobj_contextvar.set, _make_extobj(all="ignore"))   # C calls: no Python frame
+    _loud = _extobj_contextvar.reset
 except ImportError:          # other numpy versions: the public (slower) context manager
     def _quiet() -> object:
         state = np.errstate(all="ignore")
@@ -398,4 +393,26 @@ class DirectRun:
             v = a.dot(a)
             if v != v:
                 return True
-        return any(has_nan(a) for a in self._other_floats)
+        for a in self._other_floats:
+            if has_nan(a):
+                return True
+        return False
+
+    def checked(self) -> bool:
+        """Run, then say whether a float output holds a NaN: the runtime's hot path in one call."""
+        token = _quiet()
+        try:
+            for step in self._steps:
+                step()
+            for dst, value in self._copies:
+                np.copyto(dst, value())
+        finally:
+            _loud(token)
+        for a in self._vdot:
+            v = a.dot(a)
+            if v != v:
+                return True
+        for a in self._other_floats:
+            if has_nan(a):
+                return True
+        return False

@@ -12,12 +12,12 @@ otherwise an integer or float array converts to a float input when every finite 
 integer array to an integer input when every value is in range. Everything else — bool, complex, float to
 integer, strings, objects, values out of range — is NRT_INVALID naming the input: never a silent cast.
 
-State owned here: the pool of tensor pairs of each model called with arrays.
+State owned here: the pool of tensor pairs of each model called with arrays (kept on ``Model.array_pool``).
 """
 from __future__ import annotations
 
 import threading
-import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,41 +31,51 @@ from neuron_sim.runtime.models import Binding, Model, check_model
 from neuron_sim.runtime.tensors import Placement, TensorSet
 from neuron_sim.status import NrtStatus
 
-Pair = tuple[TensorSet, TensorSet]
 _FN = "nrt_execute"
 
 
-class _Pool:
-    """Idle tensor pairs of one model; closed when the model is unloaded."""
+class Pair:
+    """One call's input and output tensors, with their typed views and the execution bound to them once."""
 
-    __slots__ = ("idle", "closed", "lock", "names")
+    __slots__ = ("ins", "outs", "in_views", "out_views", "req")
+
+    def __init__(self, ins: TensorSet, outs: TensorSet, model: Model) -> None:
+        self.ins, self.outs = ins, outs
+        self.in_views = tuple((b, ins[b.name].view(b.dtype, b.shape)) for b in model.inputs)
+        self.out_views = tuple((b.name, outs[b.name].view(b.dtype, b.shape)) for b in model.outputs)
+        self.req: execution.Prepared | None = None   # bound at the pair's first call (its tensors never change)
+
+
+class _Pool:
+    """Idle tensor pairs of one model; closed when the model is unloaded. ``idle`` is a deque: its append and
+    pop are atomic, so taking and giving back a pair needs no lock."""
+
+    __slots__ = ("idle", "closed", "names", "__weakref__")
 
     def __init__(self, model: Model) -> None:
-        self.idle: list[Pair] = []
+        self.idle: deque[Pair] = deque()
         self.closed = False
-        self.lock = threading.Lock()
         self.names = frozenset(b.name for b in model.inputs)
 
 
-_pools: "weakref.WeakKeyDictionary[Model, _Pool]" = weakref.WeakKeyDictionary()
 _pools_lock = threading.Lock()
 
 
 def _pool(model: Model) -> _Pool:
-    pool = _pools.get(model)
+    pool = model.array_pool
     if pool is None:
         with _pools_lock:
-            pool = _pools.get(model)
+            pool = model.array_pool
             if pool is None:
-                pool = _pools[model] = _Pool(model)
+                pool = model.array_pool = _Pool(model)
     return pool
 
 
 def _take(rt: Runtime, model: Model, pool: _Pool) -> Pair:
-    with pool.lock:
-        if pool.idle:
-            return pool.idle.pop()
-    return _allocate(rt, model)
+    try:
+        return pool.idle.pop()
+    except IndexError:
+        return _allocate(rt, model)
 
 
 def _allocate(rt: Runtime, model: Model) -> Pair:
@@ -77,33 +87,45 @@ def _allocate(rt: Runtime, model: Model) -> Pair:
         for b in model.outputs:
             outs[b.name] = rt.tensor_allocate(Placement.DEVICE, vnc, b.size, b.name)
     except BaseException:
-        _free_pair(rt, (ins, outs))
+        _free_sets(rt, (ins, outs))
         raise
-    return ins, outs
+    return Pair(ins, outs, model)
 
 
 def _give(rt: Runtime, pair: Pair, pool: _Pool) -> None:
-    with pool.lock:
-        if not pool.closed:
-            pool.idle.append(pair)
-            return
-    _free_pair(rt, pair)
+    if pool.closed:
+        _free_pair(rt, pair)
+        return
+    pool.idle.append(pair)
+    if pool.closed:                 # the model was unloaded meanwhile: whoever pops a pair frees it
+        _drain(rt, pool)
 
 
 def _free_pair(rt: Runtime, pair: Pair) -> None:
-    for tset in pair:
+    pair.req = None
+    _free_sets(rt, (pair.ins, pair.outs))
+
+
+def _free_sets(rt: Runtime, sets: tuple[TensorSet, TensorSet]) -> None:
+    for tset in sets:
         for t in tset.values():
             rt.tensor_free(t)
+
+
+def _drain(rt: Runtime, pool: _Pool) -> None:
+    while True:
+        try:
+            pair = pool.idle.pop()
+        except IndexError:
+            return
+        _free_pair(rt, pair)
 
 
 def release(rt: Runtime, model: Model) -> None:
     """The model is being unloaded: free its idle pairs now, the others when their calls return."""
     pool = _pool(model)
-    with pool.lock:
-        pool.closed = True
-        idle, pool.idle = pool.idle, []
-    for pair in idle:
-        _free_pair(rt, pair)
+    pool.closed = True
+    _drain(rt, pool)
 
 
 def convert(model: Model, b: Binding, value: Any) -> np.ndarray:
@@ -149,31 +171,49 @@ def _is_float(dtype: np.dtype) -> bool:
         return False
 
 
-def _bind(model: Model, arrays: Mapping[str, Any], ins: TensorSet, names: frozenset[str]) -> None:
-    unknown = [] if len(arrays) == len(names) and names.issuperset(arrays) else [k for k in arrays if k not in names]
-    if unknown:
-        raise fail(NrtStatus.INVALID, "NRT", _FN, f"model {model.name} has no input(s) {sorted(map(str, unknown))}; "
-                                                  f"inputs are {[b.name for b in model.inputs]}")
-    for b in model.inputs:
-        if b.name not in arrays:
+def _bind(model: Model, arrays: Mapping[str, Any], pair: Pair, names: frozenset[str]) -> None:
+    if len(arrays) != len(names) or not names.issuperset(arrays):
+        unknown = [k for k in arrays if k not in names]
+        if unknown:
+            raise fail(NrtStatus.INVALID, "NRT", _FN, f"model {model.name} has no input(s) "
+                                                      f"{sorted(map(str, unknown))}; inputs are "
+                                                      f"{[b.name for b in model.inputs]}")
+    for b, view in pair.in_views:
+        value = arrays.get(b.name, _MISSING)
+        if value is _MISSING:
             raise fail(NrtStatus.INVALID, "NRT", _FN, f"missing input '{b.name}' ({dtype_name(b.dtype)} "
                                                       f"{list(b.shape)}) for model {model.name}")
-        np.copyto(ins[b.name].view(b.dtype, b.shape), convert(model, b, arrays[b.name]))
+        if type(value) is np.ndarray and value.dtype == b.dtype and value.shape == b.shape:
+            view[...] = value                          # the common case: nothing to check or convert
+        else:
+            view[...] = convert(model, b, value)
 
 
-def _outputs(model: Model, outs: TensorSet) -> dict[str, np.ndarray]:
-    return {b.name: outs[b.name].view(b.dtype, b.shape).copy() for b in model.outputs}
+_MISSING = object()
+
+
+def _outputs(pair: Pair) -> dict[str, np.ndarray]:
+    views = pair.out_views
+    if len(views) == 1:
+        name, view = views[0]
+        return {name: view.copy()}
+    return {name: view.copy() for name, view in views}
 
 
 def run(rt: Runtime, model: Model, arrays: Mapping[str, Any]) -> tuple[NrtStatus, dict[str, np.ndarray]]:
     """Execute once on numpy inputs; returns the status (SUCCESS or NUM_ERR) and copies of the outputs."""
-    check_model(rt, model, _FN)
     pool = _pool(model)
     pair = _take(rt, model, pool)
     try:
-        _bind(model, arrays, pair[0], pool.names)
-        status = execution.execute(rt, model, *pair)
-        return status, _outputs(model, pair[1])
+        _bind(model, arrays, pair, pool.names)
+        req = pair.req
+        if req is None:
+            req = pair.req = execution.bind(rt, model, pair.ins, pair.outs)
+        if req is None:                                # a replicated load: execute picks the copy
+            status = execution.execute(rt, model, pair.ins, pair.outs)
+        else:
+            status = execution.run_kept(rt, req)
+        return status, _outputs(pair)
     finally:
         _give(rt, pair, pool)
 
@@ -186,16 +226,16 @@ def submit(rt: Runtime, model: Model, arrays: Mapping[str, Any],
     pair = _allocate(rt, model)        # a request's tensors live exactly as long as the request (as its memory)
 
     def done(status: int) -> None:
-        outputs = _outputs(model, pair[1])
+        outputs = _outputs(pair)
         _free_pair(rt, pair)
         on_done(status, outputs)
 
     try:
-        _bind(model, arrays, pair[0], _pool(model).names)
+        _bind(model, arrays, pair, _pool(model).names)
         if queue is not None:
-            queue.submit(model, *pair, on_done=done, block=block)
+            queue.submit(model, pair.ins, pair.outs, on_done=done, block=block)
         else:       # legacy async off: the core's COMPUTE execution unit of the explicit async API
-            xu.execute_schedule(rt, model, *pair, 0, done, block=block)
+            xu.execute_schedule(rt, model, pair.ins, pair.outs, 0, done, block=block)
     except BaseException:
         _free_pair(rt, pair)
         raise

@@ -41,6 +41,7 @@ class Prepared:
     timed_out: bool = False   # the slot ends at the timeout, the execution fails with NRT_TIMEOUT
     runner: Callable[[], None] | None = None   # a cached binding's direct run of the compiled graph
     nan: Callable[[], bool] | None = None      # and its NaN check of the float outputs
+    checked: Callable[[], bool] | None = None  # run + NaN check in one call, for a one-core model (run_direct)
 
 
 def _bind(rt: Runtime, model: Model, bindings: tuple[Binding, ...], tset: TensorSet, kind: str,
@@ -92,6 +93,7 @@ def bound(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> P
     """``prepare`` once per (model, input set, output set); a later call revalidates with a few comparisons
     (the sets unchanged, no tensor freed or re-backed) and reuses the views and the bound graph run."""
     key = (id(inputs), id(outputs))
+    stale = Tensor.stale                        # read before the checks: a later free makes the hot slot miss
     try:
         hit = model.bindings.get(key)
     except AttributeError:                      # not a model: prepare says so
@@ -105,6 +107,10 @@ def bound(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> P
             req = hit[4]
             if req.runner is None and model.compiled is not None:
                 _bind_runner(model, req)        # seen twice: worth a direct run (never for one-off sets)
+            elif req.checked is not None:       # seen three times: execute's hot slot
+                with rt.lock:
+                    if not model.unloaded:
+                        model.hot = (inputs, outputs, hit[2], hit[3], stale, req)
             return req
     req = prepare(rt, model, inputs, outputs)
     if model.copies:                            # a replicated load picks its copy per call: nothing to keep
@@ -127,6 +133,29 @@ def _bind_runner(model: Model, req: Prepared) -> None:
         runner = functools.partial(compiled.run, req.inputs, req.outputs)
     req.nan = getattr(runner, "nan", None)
     req.runner = runner
+    if len(model.cores) == 1:
+        req.checked = getattr(runner, "checked", None)
+
+
+def bind(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> Prepared | None:
+    """A checked request whose caller keeps it and its tensors unchanged (the Pythonic face's tensor pairs):
+    ``run_kept`` runs it with no further checks; None for a replicated load (it picks its copy per call)."""
+    if model.copies:
+        return None
+    req = prepare(rt, model, inputs, outputs)
+    if model.compiled is not None:
+        _bind_runner(model, req)
+    return req
+
+
+def run_kept(rt: Runtime, req: Prepared) -> NrtStatus:
+    """Synchronous execution of a request from ``bind`` (traced, fault-injected and timed out like any)."""
+    if req.checked is not None and trace.recorder is None and faults.active is None:
+        return run_direct(rt, req)
+    if trace.recorder is not None:
+        req.end, req.timed_out = 0.0, False        # the trace tells a refused call by a request with no slot
+        return trace.recorder.run(rt, req, run)
+    return run(rt, req)
 
 
 def schedule(rt: Runtime, req: Prepared) -> None:
@@ -195,10 +224,59 @@ def run(rt: Runtime, req: Prepared, accepted: bool = False) -> NrtStatus:
     return NrtStatus.SUCCESS
 
 
+def run_direct(rt: Runtime, req: Prepared) -> NrtStatus:
+    """``run`` of a synchronous request of a one-core model on a bound graph run, in one frame (the hot path).
+
+    Same steps and counters as ``run``; a request that would time out takes ``run``.
+    """
+    model = req.model
+    duration = model.duration_s
+    timeout = rt.config.exec_timeout_s
+    if 0 < timeout < duration:
+        return run(rt, req)
+    cs = model.cores[0]
+    stats = cs.stats
+    clock = rt.clock
+    with cs.lock:
+        if model.unloaded:      # checked under the core lock: unload waits for executions holding it
+            raise fail(NrtStatus.INVALID_HANDLE, "NRT", "nrt_execute", f"Model {model.id} ({model.name}) was unloaded")
+        submitted = clock.thread_now()
+        tl = cs.timeline
+        with tl.lock:
+            start = tl.busy_until
+            if start < submitted:
+                start = submitted
+            end = tl.busy_until = start + duration
+        req.submitted = submitted
+        req.start = start
+        req.end = end
+        try:
+            nan = req.checked()
+        except OutOfBoundsAccess as exc:
+            raise _out_of_bounds(model, exc) from None
+        clock.wait_until(end)
+        stats["device_time_s"] += duration
+        rt.latency_samples.append((end - submitted, duration))   # published by runtime.publish
+    if nan:
+        stats["completed_with_num_err"] += 1
+        numerical.report(rt.config, model, req.outputs)
+        return NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR
+    stats["completed"] += 1
+    return NrtStatus.SUCCESS
+
+
 def execute(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> NrtStatus:
     """Synchronous nrt_execute (on a cached binding of the tensor sets)."""
+    hot = getattr(model, "hot", None)
+    if (hot is not None and hot[0] is inputs and hot[1] is outputs and hot[2] == inputs.version
+            and hot[3] == outputs.version and hot[4] == Tensor.stale and trace.recorder is None
+            and faults.active is None):
+        return run_direct(rt, hot[5])
     if trace.recorder is not None: return trace.recorder.run(rt, bound(rt, model, inputs, outputs), run)  # noqa: E701
-    return run(rt, bound(rt, model, inputs, outputs))
+    req = bound(rt, model, inputs, outputs)
+    if req.checked is not None and faults.active is None:
+        return run_direct(rt, req)
+    return run(rt, req)
 
 
 def execute_repeat(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet, repeat: int) -> NrtStatus:

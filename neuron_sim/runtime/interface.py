@@ -582,10 +582,12 @@ def execute_now(model: Any, inputs: Any, outputs: Any) -> NrtStatus:
 
 def run_arrays(model: Any, inputs: Mapping[str, Any]) -> tuple[NrtStatus, dict[str, np.ndarray]]:
     """Execute on numpy inputs (see runtime.arrays for the conversion rule); thread-safe per call."""
-    rt = _live("nrt_execute")
+    rt = lifecycle.current("nrt_execute")
     if type(inputs) is not dict and not isinstance(inputs, Mapping):
         raise fail(NrtStatus.INVALID, "NRT", "nrt_execute", f"inputs must map input names to arrays, got {inputs!r}")
-    return arrays.run(rt, models.pick_copy(models.check_model(rt, model, "nrt_execute")), inputs)
+    if type(model) is not Model or model.unloaded or model.copies:     # the common case needs no call
+        model = models.pick_copy(models.check_model(rt, model, "nrt_execute"))
+    return arrays.run(rt, model, inputs)
 
 
 def submit(model: Any, inputs: Any, outputs: Any, on_done: Callable[[int], Any] | None = None) -> NrtStatus:

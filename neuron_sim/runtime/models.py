@@ -89,6 +89,8 @@ class Model:
     next_copy: int = 0                   # round-robin position among equally idle copies
     timelines: tuple = ()         # the simulated timelines of its cores (runtime.clock.Timeline)
     bindings: dict = field(default_factory=dict)   # execution's checked (input set, output set) bindings
+    hot: tuple | None = None      # execution's last direct binding, revalidated with five comparisons
+    array_pool: object = None     # runtime.arrays' idle tensor pairs for calls with numpy arrays
     _duration: tuple[int, float] = (-1, 0.0)
 
     @property
@@ -312,6 +314,7 @@ def _release_model(rt: Runtime, model: Model) -> None:
             pass  # an execution that started before the unload finishes first
     with rt.lock:
         model.bindings.clear()        # execution's cached bindings: their views and scratch go with the model
+        model.hot = None
         if isinstance(model.compiled, CompiledGraph):
             model.compiled.drop_scratch()     # the graph may outlive the model in neff_cache: not its scratch
         tab = table(rt)

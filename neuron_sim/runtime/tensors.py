@@ -5,6 +5,7 @@ State owned here: each ``Storage`` (its bytes and reference count) and each ``Te
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from enum import IntEnum
 from typing import Any
@@ -70,8 +71,13 @@ class Storage:
             self._buf = None
 
 
+_stale_counter = itertools.count(1)
+
+
 class Tensor:
     """An nrt_tensor_t: a window [offset, offset+size) of a Storage on a NeuronCore or in host memory."""
+
+    stale = 0     # changes whenever any tensor's views go stale: execute's one-comparison check of its hot binding
 
     __slots__ = ("name", "placement", "core", "vnc", "size", "offset", "storage", "freed", "pending",
                  "completions", "completion_ends", "completion_base", "completion_floor", "ready_at", "_views",
@@ -123,6 +129,7 @@ class Tensor:
     def drop_views(self) -> None:
         self._views.clear()
         self.epoch += 1
+        Tensor.stale = next(_stale_counter)   # a fresh value (atomic): every binding made before is rechecked
 
     def __repr__(self) -> str:
         where = f"vnc {self.vnc}" if self.placement is Placement.DEVICE else self.placement.name.lower()
