@@ -71,13 +71,6 @@ def _pool(model: Model) -> _Pool:
     return pool
 
 
-def _take(rt: Runtime, model: Model, pool: _Pool) -> Pair:
-    try:
-        return pool.idle.pop()
-    except IndexError:
-        return _allocate(rt, model)
-
-
 def _allocate(rt: Runtime, model: Model) -> Pair:
     ins, outs = TensorSet(), TensorSet()
     vnc = model.start_vnc
@@ -90,15 +83,6 @@ def _allocate(rt: Runtime, model: Model) -> Pair:
         _free_sets(rt, (ins, outs))
         raise
     return Pair(ins, outs, model)
-
-
-def _give(rt: Runtime, pair: Pair, pool: _Pool) -> None:
-    if pool.closed:
-        _free_pair(rt, pair)
-        return
-    pool.idle.append(pair)
-    if pool.closed:                 # the model was unloaded meanwhile: whoever pops a pair frees it
-        _drain(rt, pool)
 
 
 def _free_pair(rt: Runtime, pair: Pair) -> None:
@@ -193,17 +177,16 @@ _MISSING = object()
 
 
 def _outputs(pair: Pair) -> dict[str, np.ndarray]:
-    views = pair.out_views
-    if len(views) == 1:
-        name, view = views[0]
-        return {name: view.copy()}
-    return {name: view.copy() for name, view in views}
+    return {name: view.copy() for name, view in pair.out_views}
 
 
 def run(rt: Runtime, model: Model, arrays: Mapping[str, Any]) -> tuple[NrtStatus, dict[str, np.ndarray]]:
     """Execute once on numpy inputs; returns the status (SUCCESS or NUM_ERR) and copies of the outputs."""
-    pool = _pool(model)
-    pair = _take(rt, model, pool)
+    pool = model.array_pool or _pool(model)
+    try:
+        pair = pool.idle.pop()
+    except IndexError:
+        pair = _allocate(rt, model)
     try:
         _bind(model, arrays, pair, pool.names)
         req = pair.req
@@ -213,9 +196,18 @@ def run(rt: Runtime, model: Model, arrays: Mapping[str, Any]) -> tuple[NrtStatus
             status = execution.execute(rt, model, pair.ins, pair.outs)
         else:
             status = execution.run_kept(rt, req)
-        return status, _outputs(pair)
+        views = pair.out_views
+        if len(views) == 1:
+            name, view = views[0]
+            return status, {name: view.copy()}
+        return status, {name: view.copy() for name, view in views}
     finally:
-        _give(rt, pair, pool)
+        if pool.closed:
+            _free_pair(rt, pair)
+        else:
+            pool.idle.append(pair)
+            if pool.closed:         # the model was unloaded meanwhile: whoever pops a pair frees it
+                _drain(rt, pool)
 
 
 def submit(rt: Runtime, model: Model, arrays: Mapping[str, Any],

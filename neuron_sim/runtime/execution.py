@@ -227,15 +227,14 @@ def run(rt: Runtime, req: Prepared, accepted: bool = False) -> NrtStatus:
 def run_direct(rt: Runtime, req: Prepared) -> NrtStatus:
     """``run`` of a synchronous request of a one-core model on a bound graph run, in one frame (the hot path).
 
-    Same steps and counters as ``run``; a request that would time out takes ``run``.
+    Same steps and counters as ``run``; a request that would time out takes ``run``. The request's slot is
+    not kept on it (only traced and async requests, which take ``run``, need it).
     """
     model = req.model
     duration = model.duration_s
-    timeout = rt.config.exec_timeout_s
-    if 0 < timeout < duration:
+    if 0 < rt.config.exec_timeout_s < duration:
         return run(rt, req)
     cs = model.cores[0]
-    stats = cs.stats
     clock = rt.clock
     with cs.lock:
         if model.unloaded:      # checked under the core lock: unload waits for executions holding it
@@ -247,22 +246,20 @@ def run_direct(rt: Runtime, req: Prepared) -> NrtStatus:
             if start < submitted:
                 start = submitted
             end = tl.busy_until = start + duration
-        req.submitted = submitted
-        req.start = start
-        req.end = end
         try:
             nan = req.checked()
         except OutOfBoundsAccess as exc:
             raise _out_of_bounds(model, exc) from None
         clock.wait_until(end)
+        stats = cs.stats
         stats["device_time_s"] += duration
         rt.latency_samples.append((end - submitted, duration))   # published by runtime.publish
-    if nan:
+        if not nan:
+            stats["completed"] += 1
+            return NrtStatus.SUCCESS
         stats["completed_with_num_err"] += 1
-        numerical.report(rt.config, model, req.outputs)
-        return NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR
-    stats["completed"] += 1
-    return NrtStatus.SUCCESS
+    numerical.report(rt.config, model, req.outputs)
+    return NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR
 
 
 def execute(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> NrtStatus:
@@ -272,8 +269,10 @@ def execute(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) ->
             and hot[3] == outputs.version and hot[4] == Tensor.stale and trace.recorder is None
             and faults.active is None):
         return run_direct(rt, hot[5])
-    if trace.recorder is not None: return trace.recorder.run(rt, bound(rt, model, inputs, outputs), run)  # noqa: E701
     req = bound(rt, model, inputs, outputs)
+    if trace.recorder is not None:
+        req.end, req.timed_out = 0.0, False        # the trace tells a refused call by a request with no slot
+        return trace.recorder.run(rt, req, run)
     if req.checked is not None and faults.active is None:
         return run_direct(rt, req)
     return run(rt, req)
