@@ -110,6 +110,8 @@ def numpy_dtype(value: str | np.dtype | type | NrtDtype | int) -> np.dtype:
         dt = _NUMPY_BY_NAME.get(value)
         if dt is not None:
             return dt
+    elif type(value) is NrtDtype and value is not NrtDtype.UNKNOWN:
+        return _NUMPY[value]
     code = nrt_dtype(value)
     if code is NrtDtype.UNKNOWN:
         raise ValueError("NRT_DTYPE_UNKNOWN has no numpy dtype")
@@ -122,4 +124,6 @@ def dtype_name(value: str | np.dtype | type | NrtDtype | int) -> str:
         name = _NAME_BY_NAME.get(value)
         if name is not None:
             return name
+    elif type(value) is NrtDtype and value in _CANONICAL:
+        return _CANONICAL[value]
     return _CANONICAL[nrt_dtype(value)]

@@ -297,7 +297,7 @@ def parse_tar(tar: memoryview) -> dict[str, memoryview]:
         if end > n:
             raise invalid(f"NEFF archive is truncated inside the member at offset {pos}")
         data = tar[start:end]
-        pos = start + _block_end(size)
+        pos = start - (-size // BLOCK) * BLOCK       # _block_end, inlined: this loop runs once per member
         if kind == b"L":
             long_name = _cstr(data)
             continue
@@ -306,11 +306,12 @@ def parse_tar(tar: memoryview) -> dict[str, memoryview]:
             continue
         if kind == b"g":
             continue
-        name = _cstr(hdr[0:100])
+        name = hdr[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         if hdr[257:262] == b"ustar" and hdr[345] != 0:
             name = _cstr(hdr[345:500]) + "/" + name
-        name = pax.get("path", long_name if long_name is not None else name)
-        long_name, pax = None, {}
+        if pax or long_name is not None:
+            name = pax.get("path", long_name if long_name is not None else name)
+            long_name, pax = None, {}
         name = name[2:] if name.startswith("./") else name
         if kind == b"5":
             continue
