@@ -3,8 +3,8 @@
 The record says what neuron-ls, neuron-monitor and neuron-top show: pid, command, NEURON_PROCESS_TAG, runtime
 version, cores held, loaded models with their device memory, device memory by category per core, the per-core
 execution counters and simulated busy time, recent latencies, the calls the fault plan failed and the process's
-CPU time. A ``Publisher`` thread
-rewrites it (temp file + rename, never following a symlink, never outside the state directory) every
+CPU time. nrt_init writes the first record; the process's ticker thread (``runtime.ticker``, no thread of
+its own) rewrites it (temp file + rename, never following a symlink, never outside the state directory) every
 ``SLOW_INTERVAL_S``, or every ``FAST_INTERVAL_S`` while a monitor holds ``monitor.lock``. The execute path
 only appends one latency sample to a bounded deque and bumps counters it already kept.
 
@@ -12,7 +12,7 @@ Liveness works like core reservation: the publisher holds an exclusive flock on 
 its lifetime, so the kernel drops it however the process ends; a reader finds the record of a dead process
 unlocked, ignores it and removes it. The random token keeps a reused pid from ever matching an old record.
 
-State owned here: this process's published record, its lock file and the ``Publisher`` thread.
+State owned here: this process's published record, its lock file and the ``Publisher``'s ticker task.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from neuron_sim.runtime import ticker
 from neuron_sim.runtime.holder_records import process_command, process_start_time
 from neuron_sim.runtime.lockfiles import LockFile, ensure_state_dir, is_held, try_lock_exclusive
 from neuron_sim.runtime.reservation import default_state_dir
@@ -39,6 +40,7 @@ FAST_INTERVAL_S = 0.25              # while a monitor watches: its records are a
 RECENT_LATENCIES = 1024             # samples kept in the record for percentiles
 STALE_TEMP_S = 60.0                 # a temp file older than this was left by a writer that died mid-write
 MONITOR_LOCK_NAME = "monitor.lock"
+TASK_NAME = "publish"               # the publisher's task on the process's ticker thread
 COUNTERS = ("completed", "completed_with_err", "completed_with_num_err", "timed_out", "incorrect_input",
             "failed_to_queue")
 _NAME = re.compile(r"^rt-(\d+)-([0-9a-f]{12})\.lock$")
@@ -82,7 +84,7 @@ def snapshot(rt: Any, identity: dict[str, Any], latency: dict[str, Any]) -> dict
             "counters": {name: stats.get(name, 0) for name in COUNTERS},
             "busy_s": stats.get("device_time_s", 0.0),
             "memory": {k: v for k, v in memory.items() if v},
-            "memory_limit": rt.memory.core_limit(core),
+            "memory_limit": rt.memory.last_known_limit(core),
         })
     models = []
     from neuron_sim.runtime import faults                       # runtime side only: readers (ls) import
@@ -131,14 +133,12 @@ class Publisher:
         self._latency_count = 0
         self._warned = False
         self._write_lock = threading.Lock()
-        self._stop = threading.Event()
         ensure_state_dir(self._state_dir)
         self._dir = os.open(self._state_dir, _DIR_FLAGS)
         self._lock_fd = self._take_liveness_lock()
         self._monitor_probe = _open_monitor_lock(self._dir)
         self.publish()
-        self._thread = threading.Thread(target=self._loop, name="nrt-publisher", daemon=True)
-        self._thread.start()
+        ticker.schedule(TASK_NAME, self._tick, self._interval())
 
     def _take_liveness_lock(self) -> int:
         """Create, lock, then rename into place: a reader never sees our lock file unlocked."""
@@ -174,15 +174,17 @@ class Publisher:
     def _interval(self) -> float:
         return FAST_INTERVAL_S if _monitor_attached(self._monitor_probe) else SLOW_INTERVAL_S
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval()):
-            self.publish()
+    def _tick(self) -> float | None:
+        """The ticker's task: publish, then say when to publish again (None once closed)."""
+        if self._dir < 0:
+            return None
+        self.publish()
+        return self._interval()
 
     def close(self) -> None:
         """Stop publishing and remove the record and its lock file (idempotent); a forked child only closes."""
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+        if os.getpid() == self._owner_pid:
+            ticker.cancel(TASK_NAME)
         with self._write_lock:
             if self._dir < 0:
                 return
