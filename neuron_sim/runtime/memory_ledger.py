@@ -144,24 +144,30 @@ class _Peers:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = str(state_dir)
         self.files: dict[str, tuple[LockFile, bytes, tuple[int, str, dict[BankKey, int]] | None]] = {}
+        self.lock = threading.Lock()          # threads of this process (several may hold the shared mutex)
 
-    def live(self, skip: str | None) -> list[Record]:
-        return [record for _, record in self.scan(skip)]
+    def live(self, skip: str | None, tidy: bool = True) -> list[Record]:
+        return [record for _, record in self.scan(skip, tidy)]
 
-    def scan(self, skip: str | None) -> list[tuple[str, Record]]:
-        """(path, record) of every other ledger file with something to account, live or left behind."""
+    def scan(self, skip: str | None, tidy: bool = True) -> list[tuple[str, Record]]:
+        """(path, record) of every other ledger file with something to account, live or left behind.
+
+        ``tidy``: delete the files of ended processes with nothing left to account (only with ``memory.lock`` held
+        exclusively: under the shared lock a process may be claiming that very name).
+        """
         paths = {os.path.join(self.state_dir, n) for n in _ledger_names(self.state_dir)}
-        for path in [p for p in self.files if p not in paths]:
-            self.files.pop(path)[0].close()
-        out = []
-        for path in sorted(paths):
-            if path != skip:
-                record = self._read(path)
-                if record is not None:
-                    out.append((path, record))
+        with self.lock:
+            for path in [p for p in self.files if p not in paths]:
+                self.files.pop(path)[0].close()
+            out = []
+            for path in sorted(paths):
+                if path != skip:
+                    record = self._read(path, tidy)
+                    if record is not None:
+                        out.append((path, record))
         return out
 
-    def _read(self, path: str) -> Record | None:
+    def _read(self, path: str, tidy: bool = True) -> Record | None:
         """As ``_live_entries`` for one file: live or left behind, None when absent or nothing to account."""
         known = self.files.pop(path, None)
         while True:
@@ -180,7 +186,7 @@ class _Peers:
             data = read_record(lock)
             record = known[2] if data == known[1] else _decode(data)
             if record is None or not (alive or record[2]):
-                if not alive:                         # nothing left to account: drop the file
+                if not alive and tidy:                # nothing left to account: drop the file
                     _unlink_if_same(path, lock)
                 lock.close()
                 return None
@@ -313,17 +319,46 @@ class MemoryLedger:
         self._closed = False
 
     def claim(self) -> None:
-        """Take this process's ledger file now, resetting ``reset_banks`` first (idempotent; the first grow
-        does it in its own locked section, so nrt_init takes ``memory.lock`` once)."""
-        if self._file is None and not self._closed:
+        """Take this process's ledger file and reset ``reset_banks`` now, if the first grow did not (idempotent)."""
+        if (self._file is None or self._reset_banks) and not self._closed:
             with AllocationLock(self.state_dir, LEDGER_LOCK_NAME):
                 self._claim_locked()
 
     def _claim_locked(self) -> None:
+        """With ``memory.lock`` held exclusively: the reset, then this process's file."""
         if self._reset_banks:
             self.cleared = _clear_leftovers_locked(self._peers, self._reset_banks)
             self._reset_banks = set()
-        self._file = self._claim_file()
+        if self._file is None:
+            self._file = self._claim_file()
+
+    def _first_reservation(self, key: BankKey, needed: int) -> bool:
+        """nrt_init's common case without the exclusive mutex: claim and reserve under the *shared* ``memory.lock``.
+
+        Write first, then scan: of two processes racing for the last room of a bank, at least one sees the other's
+        reservation (each reads after its own write) and backs off; exclusive holders (grows, resets, readers)
+        never overlap. False (reservation withdrawn) sends the caller to the exclusive path: too little room
+        seen, or leftovers of ended processes to reset on this runtime's banks.
+        """
+        want = min(_round_up(needed), self.capacities[key])
+        if needed > want:
+            return False
+        with AllocationLock(self.state_dir, LEDGER_LOCK_NAME, shared=True):
+            self._file = self._claim_file()
+            if not self._write(key, want):
+                return False
+            room, leftovers = self.capacities[key], False
+            seen: dict[BankKey, int] = {}
+            for _, (_, _, banks, alive) in self._peers.scan(self._file.path, tidy=False):
+                for k, n in banks.items():
+                    seen[k] = seen.get(k, 0) + n
+                    leftovers = leftovers or (not alive and k in self._reset_banks)
+            self.seen_others = seen
+            if want + seen.get(key, 0) <= room and not leftovers:
+                self._reset_banks = set()                 # nothing an ended process left here to reset
+                return True
+            self._write(key, 0)                           # withdrawn: the exclusive path decides
+        return False
 
     def _claim_file(self) -> LockFile:
         """Take ``mem-<pid>[.<n>].ledger`` (call with ``memory.lock`` held); a stale record there is replaced."""
@@ -355,9 +390,10 @@ class MemoryLedger:
         """Reserve at least ``needed`` bytes on a bank; None when done, else the neighbours that leave too little."""
         if self._closed:
             return []                                 # after nrt_close nothing more is reserved
+        if self._file is None and self._first_reservation(key, needed):
+            return None
         with AllocationLock(self.state_dir, LEDGER_LOCK_NAME):
-            if self._file is None:
-                self._claim_locked()
+            self._claim_locked()
             others = self._others(key)
             room = self.capacities[key] - sum(e.nbytes for e in others)
             if needed > room:
