@@ -318,9 +318,9 @@ class Runtime:
             self.publisher.close()
         if rounding.generator is self.rounding:
             rounding.install(None)
+        self.memory.close()              # first: the ledger entry goes as a whole, no shrink written before
         for a in self._runtime_allocs:
             self.memory.free(a)
-        self.memory.close()
         self.closed = True
         self.reservation.release()
 

@@ -192,7 +192,8 @@ def start(rt: Any) -> None:
     if config.reset_cores and _state.lost:
         nrtlog.info("NRT", "nrt_init", f"Resetting Neuron device(s) {sorted(_state.lost)} (NEURON_RT_RESET_CORES)")
         _state.lost.clear()
-    state_dir = default_state_dir(rt.machine, {"NEURON_SIM_STATE_DIR": config.state_dir} if config.state_dir else {})
+    state_dir = rt.reservation.state_dir or default_state_dir(
+        rt.machine, {"NEURON_SIM_STATE_DIR": config.state_dir} if config.state_dir else {})
     if _state.state_dir != state_dir:
         _state.generation = None
         _state.machine_faults = ()

@@ -339,8 +339,8 @@ def read_runtimes(state_dir: Path) -> list[dict[str, Any]]:
 
 def attach(rt: Any) -> Publisher | None:
     """Start publishing ``rt``'s state (nrt_init); None, with a warning, when the state dir refuses it."""
-    state_dir = default_state_dir(rt.machine, {"NEURON_SIM_STATE_DIR": rt.config.state_dir}
-                                  if rt.config.state_dir else {})
+    state_dir = rt.reservation.state_dir or default_state_dir(
+        rt.machine, {"NEURON_SIM_STATE_DIR": rt.config.state_dir} if rt.config.state_dir else {})
     try:
         return Publisher(rt, state_dir, process_tag(rt))
     except (OSError, NrtError) as exc:
