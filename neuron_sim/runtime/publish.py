@@ -133,7 +133,7 @@ class Publisher:
         self._latency_count = 0
         self._warned = False
         self._write_lock = threading.Lock()
-        ensure_state_dir(self._state_dir)
+        # the reservation of this nrt_init made and checked the directory; a symlink there is refused by the open
         self._dir = os.open(self._state_dir, _DIR_FLAGS)
         self._lock_fd = self._take_liveness_lock()
         self._monitor_probe = _open_monitor_lock(self._dir)
