@@ -117,7 +117,34 @@ def test_first_reservation_short_of_room_takes_the_exclusive_path(tmp_path):
     assert b.reserved[KEY] == CHUNK_BYTES // 2                            # clamped to the room left
     a.close()
     b.close()
-    assert list(tmp_path.glob("mem-*.ledger")) == []                      # close deletes the entries
+    files = [json.loads(p.read_text()) for p in tmp_path.glob("mem-*.ledger")]
+    assert [f["banks"] for f in files] == [{}]        # emptied; one file kept, locked, for this process's next runtime
+
+
+def test_a_process_that_exits_normally_leaves_no_ledger_file(trn1):
+    import os
+    import subprocess
+    import sys
+    from tests.conftest import REPO
+    child = "from neuron_sim import nrt\nfor _ in range(2):\n    assert nrt.nrt_init() == 0\n    nrt.nrt_close()\n"
+    subprocess.run([sys.executable, "-c", child], env=dict(os.environ), cwd=REPO, check=True, timeout=120)
+    from neuron_sim.cli.ls import machine_from_env
+    directory = default_state_dir(machine_from_env())
+    assert directory.is_dir() and list(directory.glob("mem-*.ledger")) == []
+
+
+def test_a_warm_init_reuses_the_process_ledger_file(trn1):
+    for _ in range(2):
+        assert nrt.nrt_init() == nrt.NRT_SUCCESS
+        directory = lifecycle.current("test").reservation.state_dir
+        [entry] = read_machine_memory(directory, lifecycle.current("test").machine)[0].entries
+        nrt.nrt_close()
+        [kept] = directory.glob("mem-*.ledger")
+        assert json.loads(kept.read_text())["banks"] == {}
+    inode = kept.stat().st_ino
+    assert nrt.nrt_init() == nrt.NRT_SUCCESS
+    assert [p.stat().st_ino for p in directory.glob("mem-*.ledger")] == [inode]   # rewritten, not created again
+    nrt.nrt_close()
 
 
 def test_a_closed_ledger_reserves_nothing_and_writes_nothing(tmp_path):

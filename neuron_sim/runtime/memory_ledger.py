@@ -17,6 +17,7 @@ processes' ledger files it keeps open between scans (used only with ``memory.loc
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
@@ -211,6 +212,56 @@ def _peers_of(state_dir: Path) -> _Peers:
         return peers
 
 
+# This process's ledger file per state directory, kept locked with an empty record between its runtimes: a warm
+# nrt_init rewrites it instead of creating a file (a create and an unlink per init/close cycle cost more than the
+# rest of the ledger's work). It goes when the process ends: the next reader deletes an unlocked empty file.
+_kept: dict[str, LockFile] = {}
+_kept_lock = threading.Lock()
+
+
+def _take_kept(state_dir: str) -> LockFile | None:
+    with _kept_lock:
+        lock = _kept.pop(state_dir, None)
+    if lock is not None and not _same_file(lock.path, lock):
+        lock.close()                                  # removed or replaced meanwhile: claim afresh
+        return None
+    return lock
+
+
+def _keep(state_dir: str, lock: LockFile) -> None:
+    with _kept_lock:
+        old, _kept[state_dir] = _kept.get(state_dir), lock
+    if old is not None and old is not lock:
+        _drop(old)
+
+
+def _drop(lock: LockFile) -> None:
+    """Delete this process's ledger file, then its flock (a reader sees it live or not at all)."""
+    try:
+        os.unlink(lock.path)
+    except OSError:
+        pass
+    unlock(lock)
+
+
+def _forget_kept_in_child() -> None:
+    for lock in _kept.values():
+        lock.close()                                  # the parent's: its flock stays with the parent
+    _kept.clear()
+
+
+def _drop_kept_at_exit() -> None:
+    with _kept_lock:
+        kept = list(_kept.values())
+        _kept.clear()
+    for lock in kept:
+        _drop(lock)
+
+
+os.register_at_fork(after_in_child=_forget_kept_in_child)
+atexit.register(_drop_kept_at_exit)             # a normal exit leaves no empty file behind (a kill does, for a reader)
+
+
 def _same_file(path: Path, lock: LockFile) -> bool:
     """Whether ``path`` still names the file ``lock`` has open."""
     try:
@@ -362,6 +413,11 @@ class MemoryLedger:
 
     def _claim_file(self) -> LockFile:
         """Take ``mem-<pid>[.<n>].ledger`` (call with ``memory.lock`` held); a stale record there is replaced."""
+        kept = _take_kept(str(self.state_dir))
+        if kept is not None:
+            if write_record(kept, _encode(self._pid, self._command, self.reserved)):
+                return kept
+            _drop(kept)
         for n in range(64):
             lock = open_for_locking(os.path.join(self.state_dir, _ledger_name(self._pid, n)))
             if lock.writable and try_lock_exclusive(lock):
@@ -415,10 +471,11 @@ class MemoryLedger:
         return False
 
     def close(self) -> None:
-        """Remove this process's entry (idempotent); a killed process's entry stays until a reset clears it.
+        """Empty this process's entry (idempotent); a killed process's entry stays until a reset clears it.
 
-        No ``memory.lock``: the name goes first, then the flock, so a reader sees the entry live (its bytes
-        counted, as before the close) or not at all — never as a leftover of an ended process.
+        No ``memory.lock``, since bytes only go: the record is rewritten empty and the file kept, locked, for the
+        process's next runtime (a reader sees it live with our bytes, or live with none). A file that cannot be
+        rewritten is deleted, name first, then flock, so a reader never takes it for an ended process's leftover.
         """
         self._closed = True
         lock, self._file = self._file, None
@@ -427,8 +484,7 @@ class MemoryLedger:
         if os.getpid() != self._pid:                  # a forked child: its copy only, the parent keeps its entry
             lock.close()
             return
-        try:
-            os.unlink(lock.path)
-        except OSError:
-            pass
-        unlock(lock)
+        if write_record(lock, _encode(self._pid, self._command, {})):
+            _keep(str(self.state_dir), lock)
+        else:
+            _drop(lock)
