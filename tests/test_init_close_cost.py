@@ -130,7 +130,22 @@ def test_a_process_that_exits_normally_leaves_no_ledger_file(trn1):
     subprocess.run([sys.executable, "-c", child], env=dict(os.environ), cwd=REPO, check=True, timeout=120)
     from neuron_sim.cli.ls import machine_from_env
     directory = default_state_dir(machine_from_env())
-    assert directory.is_dir() and list(directory.glob("mem-*.ledger")) == []
+    assert directory.is_dir() and list(directory.glob("mem-*.ledger")) == [] and list(directory.glob("rt-*")) == []
+
+
+def test_runtimes_of_one_process_share_its_liveness_lock_and_are_told_apart(trn1):
+    keys, stems = [], set()
+    for _ in range(2):
+        assert nrt.nrt_init() == nrt.NRT_SUCCESS
+        rt = lifecycle.current("test")
+        directory = default_state_dir(rt.machine)
+        [record] = publish.read_runtimes(directory)
+        keys.append(record["key"])
+        stems.add(rt.publisher.name)
+        nrt.nrt_close()
+        assert publish.read_runtimes(directory) == []                      # the record goes at nrt_close
+        assert [p.name for p in directory.glob("rt-*")] == [f"{rt.publisher.name}.lock"]   # the lock stays held
+    assert len(stems) == 1 and len(set(keys)) == 2                         # one lock file, two runtimes
 
 
 def test_a_warm_init_reuses_the_process_ledger_file(trn1):

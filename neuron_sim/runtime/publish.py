@@ -8,15 +8,18 @@ its own) rewrites it (temp file + rename, never following a symlink, never outsi
 ``SLOW_INTERVAL_S``, or every ``FAST_INTERVAL_S`` while a monitor holds ``monitor.lock``. The execute path
 only appends one latency sample to a bounded deque and bumps counters it already kept.
 
-Liveness works like core reservation: the publisher holds an exclusive flock on ``rt-<pid>-<token>.lock`` for
-its lifetime, so the kernel drops it however the process ends; a reader finds the record of a dead process
-unlocked, ignores it and removes it. The random token keeps a reused pid from ever matching an old record.
+Liveness works like core reservation: the process holds an exclusive flock on ``rt-<pid>-<token>.lock`` from its
+first nrt_init until it exits (kept between its runtimes, whose records carry a ``runtime`` number), so the kernel
+drops it however the process ends; a reader finds the record of a dead process unlocked, ignores it and removes
+it. The random token keeps a reused pid from ever matching an old record.
 
 State owned here: this process's published record, its lock file and the ``Publisher``'s ticker task.
 """
 from __future__ import annotations
 
+import atexit
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -122,10 +125,9 @@ class Publisher:
         self._rt = rt
         self._state_dir = Path(state_dir)
         pid = self._owner_pid = os.getpid()
-        self.name = f"rt-{pid}-{secrets.token_hex(6)}"
         self._identity = {
             "format": RECORD_FORMAT, "pid": pid, "command": process_command(), "tag": tag,
-            "start_time": process_start_time(), "started_at": time.time(),
+            "start_time": process_start_time(), "started_at": time.time(), "runtime": next(_runtime_numbers),
             "runtime_version": rt.reservation.holder.runtime_version,
             "instance_type": rt.machine.instance_type, "lnc": rt.machine.lnc,
         }
@@ -135,7 +137,12 @@ class Publisher:
         self._write_lock = threading.Lock()
         # the reservation of this nrt_init made and checked the directory; a symlink there is refused by the open
         self._dir = os.open(self._state_dir, _DIR_FLAGS)
-        self._lock_fd = self._take_liveness_lock()
+        kept = _take_kept(str(self._state_dir), self._dir)
+        if kept is None:
+            self.name = f"rt-{pid}-{secrets.token_hex(6)}"
+            self._lock_fd = self._take_liveness_lock()
+        else:
+            self.name, self._lock_fd = kept
         self._monitor_probe = _open_monitor_lock(self._dir)
         self.publish()
         ticker.schedule(TASK_NAME, self._tick, self._interval())
@@ -182,23 +189,84 @@ class Publisher:
         return self._interval()
 
     def close(self) -> None:
-        """Stop publishing and remove the record and its lock file (idempotent); a forked child only closes."""
+        """Stop publishing and remove the record (idempotent); the liveness lock is kept, held, for this process's
+        next runtime (``_keep``); a forked child only closes its copies."""
         if os.getpid() == self._owner_pid:
             ticker.cancel(TASK_NAME)
         with self._write_lock:
             if self._dir < 0:
                 return
-            owner = os.getpid() == self._owner_pid
-            for suffix in (".json", ".lock") if owner else ():
+            if os.getpid() == self._owner_pid:
                 try:
-                    os.unlink(self.name + suffix, dir_fd=self._dir)
+                    os.unlink(self.name + ".json", dir_fd=self._dir)
                 except OSError:
                     pass
-            for fd in (self._lock_fd, self._monitor_probe):
-                if fd >= 0:
-                    os.close(fd)
+                _keep(str(self._state_dir), self.name, self._lock_fd)
+            elif self._lock_fd >= 0:
+                os.close(self._lock_fd)
+            if self._monitor_probe >= 0:
+                os.close(self._monitor_probe)
             os.close(self._dir)
             self._dir = -1
+
+
+# This process's liveness lock per state directory, kept held between its runtimes: a warm nrt_init reuses it
+# instead of creating, locking and renaming a file (and nrt_close unlinking it). Each runtime's record carries its
+# own ``runtime`` number, so readers (``read_runtimes``: ``key``) tell the runtimes of one process apart. The lock
+# file goes when the process exits (atexit), or after a kill with the first reader that finds it unlocked.
+_kept: dict[str, tuple[str, int]] = {}      # state dir -> (record stem, held lock descriptor)
+_kept_lock = threading.Lock()
+_runtime_numbers = itertools.count(1)
+
+
+def _take_kept(state_dir: str, dir_fd: int) -> tuple[str, int] | None:
+    with _kept_lock:
+        kept = _kept.pop(state_dir, None)
+    if kept is None:
+        return None
+    stem, fd = kept
+    try:
+        on_disk, mine = os.stat(f"{stem}.lock", dir_fd=dir_fd, follow_symlinks=False), os.fstat(fd)
+        if (on_disk.st_ino, on_disk.st_dev) == (mine.st_ino, mine.st_dev):
+            return kept
+    except OSError:
+        pass
+    os.close(fd)                                    # removed or replaced meanwhile: take a new one
+    return None
+
+
+def _keep(state_dir: str, stem: str, fd: int) -> None:
+    with _kept_lock:
+        old, _kept[state_dir] = _kept.get(state_dir), (stem, fd)
+    if old is not None and old[1] != fd:
+        _drop(state_dir, *old)
+
+
+def _drop(state_dir: str, stem: str, fd: int) -> None:
+    """Remove a kept lock file (its record was already removed), then drop its flock."""
+    try:
+        os.unlink(os.path.join(state_dir, f"{stem}.lock"))
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def _drop_kept_at_exit() -> None:
+    with _kept_lock:
+        kept = list(_kept.items())
+        _kept.clear()
+    for state_dir, (stem, fd) in kept:
+        _drop(state_dir, stem, fd)
+
+
+def _forget_kept_in_child() -> None:
+    for _, fd in _kept.values():
+        os.close(fd)                                # the parent's: its flock stays with the parent
+    _kept.clear()
+
+
+os.register_at_fork(after_in_child=_forget_kept_in_child)
+atexit.register(_drop_kept_at_exit)
 
 
 def _write_atomic(dir_fd: int, name: str, data: bytes) -> None:
@@ -328,7 +396,7 @@ def read_runtimes(state_dir: Path) -> list[dict[str, Any]]:
             except (ValueError, UnicodeDecodeError, RecursionError):
                 record = None
             if _valid(record, int(match.group(1))):
-                record["key"] = stem
+                record["key"] = f"{stem}#{record.get('runtime', 0)}"     # one process's runtimes one by one
                 records.append(record)
         _remove_stale_temps(dir_fd, names)
     finally:
