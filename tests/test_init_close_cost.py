@@ -181,3 +181,14 @@ def test_the_configuration_is_parsed_once_per_set_of_neuron_variables():
     for _ in range(2):                                                    # a bad value is refused every time
         with pytest.raises(Exception, match="NEURON_RT_NUM_CORES"):
             load_config({"NEURON_RT_NUM_CORES": "many"})
+
+
+def test_a_process_moving_between_state_directories_keeps_files_of_the_latest_only(trn1, tmp_path, monkeypatch):
+    dirs = []
+    for i in range(3):
+        monkeypatch.setenv("NEURON_SIM_STATE_DIR", str(tmp_path / f"state{i}"))
+        assert nrt.nrt_init() == nrt.NRT_SUCCESS
+        dirs.append(lifecycle.current("test").reservation.state_dir)
+        nrt.nrt_close()
+    left = [sorted(p.name.split("-")[0] for p in d.iterdir() if p.name.startswith(("mem-", "rt-"))) for d in dirs]
+    assert left == [[], [], ["mem", "rt"]]               # earlier directories' kept files were deleted

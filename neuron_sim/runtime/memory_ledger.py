@@ -229,10 +229,14 @@ def _take_kept(state_dir: str) -> LockFile | None:
 
 
 def _keep(state_dir: str, lock: LockFile) -> None:
+    """Keep the file for the next runtime; only the latest state directory's (one file per process, not one per
+    directory it ever used)."""
     with _kept_lock:
-        old, _kept[state_dir] = _kept.get(state_dir), lock
-    if old is not None and old is not lock:
-        _drop(old)
+        old = [k for k in _kept.values() if k is not lock]
+        _kept.clear()
+        _kept[state_dir] = lock
+    for k in old:
+        _drop(k)
 
 
 def _drop(lock: LockFile) -> None:

@@ -236,10 +236,14 @@ def _take_kept(state_dir: str, dir_fd: int) -> tuple[str, int] | None:
 
 
 def _keep(state_dir: str, stem: str, fd: int) -> None:
+    """Keep this lock for the next runtime; only the latest state directory's (a process that moves between
+    machines or state directories, as a test suite does, holds one lock file, not one per directory)."""
     with _kept_lock:
-        old, _kept[state_dir] = _kept.get(state_dir), (stem, fd)
-    if old is not None and old[1] != fd:
-        _drop(state_dir, *old)
+        old = [(d, k) for d, k in _kept.items() if k[1] != fd]
+        _kept.clear()
+        _kept[state_dir] = (stem, fd)
+    for d, k in old:
+        _drop(d, *k)
 
 
 def _drop(state_dir: str, stem: str, fd: int) -> None:
