@@ -139,9 +139,29 @@ class _Reader:
         return parse(name, text)
 
 
+_CACHE_SIZE = 8
+_cache: dict[tuple[tuple[str, str], ...], RuntimeConfig] = {}   # by the NEURON* variables set: a config is frozen
+
+
 def load_config(environ: Mapping[str, str] | None = None) -> RuntimeConfig:
-    """Read every runtime variable from environ (None: os.environ); a malformed value raises ConfigError."""
-    reader = _Reader(os.environ if environ is None else environ)
+    """Read every runtime variable from environ (None: os.environ); a malformed value raises ConfigError.
+
+    Every variable read starts with ``NEURON``, so the same set of those gives the same (frozen) config: it is
+    parsed once per process (a warm nrt_init does not parse again; a malformed value is never cached).
+    """
+    environ = os.environ if environ is None else environ
+    key = tuple(sorted((k, v) for k, v in environ.items() if k.startswith("NEURON")))
+    config = _cache.get(key)
+    if config is None:
+        config = _parse(environ)
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.pop(next(iter(_cache)))
+        _cache[key] = config
+    return config
+
+
+def _parse(environ: Mapping[str, str]) -> RuntimeConfig:
+    reader = _Reader(environ)
     reader.version = reader.get("NEURON_SIM_RUNTIME_VERSION", parse_runtime_version, DEFAULT_RUNTIME_VERSION)
 
     timeout = reader.get("NEURON_RT_EXEC_TIMEOUT", parse_int_range, None)

@@ -25,6 +25,7 @@ from neuron_sim.hardware.select import select_machine
 from neuron_sim.runtime import faults, reset, trace
 from neuron_sim.runtime.clock import Timeline, make_clock
 from neuron_sim.runtime.memory import DeviceMemory, OutOfDeviceMemory
+from neuron_sim.runtime.memory_ledger import ResetFailed
 from neuron_sim.runtime.placement import group_reservation, warn_misaligned
 from neuron_sim.runtime.reservation import CoresUnavailable, Reservation, default_state_dir, reserve
 from neuron_sim.runtime.tensors import FILL_BYTES, Placement, Storage, Tensor
@@ -61,12 +62,14 @@ class CoreState:
 class Runtime:
     """An initialised runtime: reserved cores renumbered from 0, device memory, loaded models, tensors."""
 
-    def __init__(self, config: RuntimeConfig, machine: Machine, reservation: Reservation) -> None:
+    def __init__(self, config: RuntimeConfig, machine: Machine, reservation: Reservation,
+                 reset_banks: frozenset[tuple[int, int]] = frozenset()) -> None:
         self.config = config
         self.machine = machine
         self.reservation = reservation
         self.clock = make_clock(config.clock)
-        self.memory = DeviceMemory(machine, reservation.state_dir)   # machine-wide through the ledger
+        # machine-wide through the ledger; NEURON_RT_RESET_CORES clears ``reset_banks`` when it claims its entry
+        self.memory = DeviceMemory(machine, reservation.state_dir, reset_banks)
         self.cores = [CoreState(machine.core(g), vnc) for vnc, g in enumerate(reservation.logical_cores)]
         self.fill = FILL_BYTES[config.fill]
         self.lock = threading.RLock()
@@ -77,6 +80,8 @@ class Runtime:
             for cs in self.cores:
                 mem = machine.generation.microcode_bytes * max(1, len(cs.core.physical_ids))
                 self._runtime_allocs.append(self.memory.allocate(cs.core, "runtime", mem))
+            if self.memory.ledger is not None:
+                self.memory.ledger.claim()   # (done by the first allocation: the ledger mutex is taken once)
         except BaseException:
             self.memory.close()
             raise
@@ -313,9 +318,9 @@ class Runtime:
             self.publisher.close()
         if rounding.generator is self.rounding:
             rounding.install(None)
+        self.memory.close()              # first: the ledger entry goes as a whole, no shrink written before
         for a in self._runtime_allocs:
             self.memory.free(a)
-        self.memory.close()
         self.closed = True
         self.reservation.release()
 
@@ -448,19 +453,23 @@ def start_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
         raise fail(NrtStatus.FAILURE, "NRT", "nrt_allocate_neuron_cores",
                    f"Cannot use the state directory (NEURON_SIM_STATE_DIR): {exc}") from None
     try:
-        if config.reset_cores:
-            reset.clear(reservation.state_dir, machine, reservation.logical_cores)
-        else:
+        if not config.reset_cores:
             reset.warn_leftovers(reservation.state_dir, machine, reservation.logical_cores)
     except OSError as exc:
         reservation.release()
         raise fail(NrtStatus.FAILURE, "NRT", fn, f"Cannot reset the NeuronCores' state in the state directory "
                    f"(NEURON_SIM_STATE_DIR): {exc}") from None
     try:
-        rt = Runtime(config, machine, reservation)
+        rt = Runtime(config, machine, reservation, reset.banks(machine, reservation) if config.reset_cores
+                     else frozenset())
+    except ResetFailed as exc:
+        reservation.release()
+        raise fail(NrtStatus.FAILURE, "NRT", fn, exc.message) from None
     except NrtError as exc:                       # out of device memory, or the memory ledger is unusable
         reservation.release()
         raise fail(NrtStatus.RESOURCE, "NRT", fn, exc.message) from None
+    if config.reset_cores:
+        reset.report(rt)
     if nrtlog.enabled("INFO", "NRT"):
         nrtlog.info("NRT", fn, f"Visible cores: {', '.join(str(c) for c in rt.global_core_ids())}, "
                     f"LNC: {machine.lnc}")

@@ -41,7 +41,7 @@ def plan_path(state_dir: Path) -> Path:
 def signature(state_dir: Path) -> tuple[int, int, int] | None:
     """(mtime_ns, inode, size) of the plan file, None when absent: cheap change detection."""
     try:
-        st = os.stat(plan_path(state_dir), follow_symlinks=False)
+        st = os.stat(os.path.join(state_dir, PLAN_NAME), follow_symlinks=False)
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_ino, st.st_size)

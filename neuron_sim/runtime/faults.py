@@ -1,8 +1,9 @@
 """Fault injection: makes planned runtime calls fail with the real statuses and log lines, marked as injected.
 
 The plan comes from NEURON_SIM_FAULTS (process-wide, read at nrt_init) and from the machine's state directory
-(``neuron-sim faults add``, the ``neuron_faults`` fixture), which a watcher thread re-reads when its mtime
-changes, so a running process sees a plan changed by another. Runtime modules call ``active.hit(...)`` guarded
+(``neuron-sim faults add``, the ``neuron_faults`` fixture), which a running process re-reads when its mtime
+changes, so it sees a plan changed by another: a task on the process's ticker thread (``runtime.ticker``, no
+thread of its own) looks every 50 ms once the machine has a plan file, and once a second while it has none. Runtime modules call ``active.hit(...)`` guarded
 by ``if faults.active is not None`` — one attribute test when nothing is planned; ``active`` is None unless a
 fault is planned or a device has fallen off.
 
@@ -10,7 +11,7 @@ Trigger state (call counts, seeded generators, tripped faults, fallen-off device
 survives nrt_close/nrt_init. A device that fell off stays off until a reset: nrt_close then nrt_init with
 NEURON_RT_RESET_CORES on (its default), or ``neuron-sim faults clear``.
 
-State owned here: the process's trigger state (``_state``), the ``active`` injector and the plan watcher thread.
+State owned here: the process's trigger state (``_state``), the ``active`` injector and the plan-watching task.
 """
 from __future__ import annotations
 
@@ -19,18 +20,19 @@ import json
 import os
 import random
 import threading
-import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from neuron_sim import nrtlog
-from neuron_sim.runtime import fault_store
+from neuron_sim.runtime import fault_store, ticker
 from neuron_sim.runtime.fault_plan import DEVICE_CALLS, Fault, FaultPlanError, load_plan_text
 from neuron_sim.status import NrtError, NrtStatus
 
-POLL_INTERVAL_S = 0.05       # how often a running process looks at the machine plan's mtime
+POLL_INTERVAL_S = 0.05       # how often a running process looks at the machine plan's mtime, once there is one
+FIRST_PLAN_POLL_S = 1.0      # how often it looks for a first plan while the machine has none
+TASK_NAME = "fault-plan"     # the watching task on the process's ticker thread (runtime.ticker)
 _FN = {"init": "nrt_init", "load": "nrt_load", "execute": "nrt_execute", "tensor_allocate": "nrt_tensor_allocate",
        "tensor_op": "nrta_tensor_op"}
 
@@ -59,7 +61,7 @@ class Injector:
         self.state_dir: Path | None = None
         self.signature: tuple[int, int, int] | None = None
         self.generation: int | None = None
-        self.watching = False                       # a runtime is up: the watcher thread polls the plan
+        self.watching = False                       # a runtime is up: its ticker task polls the plan
 
     # ---- plan -----------------------------------------------------------------------------------------
     def _rebuild(self) -> None:
@@ -190,7 +192,8 @@ def start(rt: Any) -> None:
     if config.reset_cores and _state.lost:
         nrtlog.info("NRT", "nrt_init", f"Resetting Neuron device(s) {sorted(_state.lost)} (NEURON_RT_RESET_CORES)")
         _state.lost.clear()
-    state_dir = default_state_dir(rt.machine, {"NEURON_SIM_STATE_DIR": config.state_dir} if config.state_dir else {})
+    state_dir = rt.reservation.state_dir or default_state_dir(
+        rt.machine, {"NEURON_SIM_STATE_DIR": config.state_dir} if config.state_dir else {})
     if _state.state_dir != state_dir:
         _state.generation = None
         _state.machine_faults = ()
@@ -201,7 +204,7 @@ def start(rt: Any) -> None:
     else:
         _state.reload()
     _state.watching = True
-    _ensure_watcher()
+    ticker.schedule(TASK_NAME, _watch, _poll_delay())
     if active is not None:
         active.hit("init", rt.cores)
 
@@ -216,6 +219,7 @@ def _stable_uid(f: Fault) -> Fault:
 def stop() -> None:
     """nrt_close: stop watching the machine plan (trigger state and fallen-off devices stay)."""
     _state.watching = False
+    ticker.cancel(TASK_NAME)
 
 
 def refresh() -> None:
@@ -231,27 +235,21 @@ def reset() -> None:
     _publish()
 
 
-_watcher: threading.Thread | None = None
+def _poll_delay() -> float:
+    """50 ms once the machine has a plan file; while it has none, one look a second for the first one."""
+    return POLL_INTERVAL_S if _state.signature is not None else FIRST_PLAN_POLL_S
 
 
-def _ensure_watcher() -> None:
-    """One daemon thread per process (started again in a forked child) re-reads a changed machine plan."""
-    global _watcher
-    if _watcher is None or not _watcher.is_alive():
-        _watcher = threading.Thread(target=_watch, name="nrt-fault-plan", daemon=True)
-        _watcher.start()
-
-
-def _watch() -> None:
-    while True:
-        time.sleep(POLL_INTERVAL_S)
-        current = _state
-        if not current.watching:
-            continue
-        try:
-            current.poll()
-        except Exception as exc:  # noqa: BLE001 - the watcher must never die on a bad file
-            nrtlog.warn_once(f"fault-watch {exc!r}", "NRT", "fault_plan", f"cannot read the fault plan: {exc!r}")
+def _watch() -> float | None:
+    """The ticker task of a live runtime: re-read the machine plan when its file changed."""
+    current = _state
+    if not current.watching:
+        return None
+    try:
+        current.poll()
+    except Exception as exc:  # noqa: BLE001 - watching must never stop on a bad file
+        nrtlog.warn_once(f"fault-watch {exc!r}", "NRT", "fault_plan", f"cannot read the fault plan: {exc!r}")
+    return _poll_delay()
 
 
 # ---- the injected failures: the runtime's lines, each marked as injected --------------------------------

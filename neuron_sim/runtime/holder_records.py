@@ -47,8 +47,24 @@ def unknown_holder(physical_cores: tuple[int, ...], logical_cores: tuple[int, ..
     return Holder(UNKNOWN_PID, UNKNOWN_TEXT, 0.0, UNKNOWN_TEXT, physical_cores, logical_cores)
 
 
+_this_process: dict[str, tuple[int, object]] = {}     # what /proc says of this process, by pid (forks re-read)
+
+
+def _per_process(key: str, read):  # type: ignore[no-untyped-def]
+    """``read()`` once per process: a process's command line and start time do not change while it runs."""
+    pid = os.getpid()
+    known = _this_process.get(key)
+    if known is None or known[0] != pid:
+        known = _this_process[key] = (pid, read())
+    return known[1]
+
+
 def process_command() -> str:
     """This process's command line: /proc/self/cmdline where it exists, else the interpreter and sys.argv."""
+    return _per_process("command", _read_command)
+
+
+def _read_command() -> str:
     try:
         with open("/proc/self/cmdline", "rb") as f:
             raw = f.read(MAX_COMMAND_CHARS * 4)
@@ -62,6 +78,10 @@ def process_command() -> str:
 
 def process_start_time() -> float:
     """Epoch seconds this process started (from /proc on Linux); the current time where /proc is missing."""
+    return _per_process("start_time", _read_start_time)
+
+
+def _read_start_time() -> float:
     try:
         with open("/proc/self/stat", "rb") as f:
             stat = f.read().decode("ascii", "replace")

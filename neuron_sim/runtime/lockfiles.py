@@ -180,6 +180,15 @@ def open_for_probing(path: Path) -> LockFile | None:
         return None
 
 
+def open_existing_for_locking(path: Path) -> LockFile | None:
+    """Open an existing regular lock file read-write, never creating it; None when missing, not one, or ours to
+    read only (a file another process just deleted is never brought back)."""
+    try:
+        return LockFile(path, _open_regular(path, os.O_RDWR), True)
+    except (OSError, NrtError):
+        return None
+
+
 def _repair_mode(path: Path) -> bool:
     """Give a lock file of ours that we may not read or write its normal mode back; False if not ours."""
     try:

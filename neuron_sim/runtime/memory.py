@@ -69,7 +69,7 @@ class _Bank:
 class DeviceMemory:
     """Accounting for every HBM bank of a machine; thread-safe."""
 
-    def __init__(self, machine: Machine, state_dir=None) -> None:
+    def __init__(self, machine: Machine, state_dir=None, reset_banks: frozenset[tuple[int, int]] = frozenset()) -> None:
         self._machine = machine
         self._lock = threading.Lock()
         self._banks: dict[tuple[int, int], _Bank] = {
@@ -80,7 +80,7 @@ class DeviceMemory:
         self._by_core: dict[int, dict[str, int]] = {c.global_id: dict.fromkeys(CATEGORIES, 0)
                                                     for c in machine.cores}
         self.ledger = (None if state_dir is None else
-                       MemoryLedger(state_dir, {k: b.capacity for k, b in self._banks.items()}))
+                       MemoryLedger(state_dir, {k: b.capacity for k, b in self._banks.items()}, reset_banks))
 
     def close(self) -> None:
         """Leave the machine-wide ledger (idempotent)."""
@@ -180,6 +180,12 @@ class DeviceMemory:
         """Bytes the core may reach: its HBM bank's capacity less what other processes hold on that bank."""
         key = (core.device, core.hbm_bank)
         others = 0 if self.ledger is None else sum(e.nbytes for e in self.ledger.others(key))
+        return self._banks[key].capacity - others
+
+    def last_known_limit(self, core: LogicalCore) -> int:
+        """``core_limit`` as of this process's last ledger scan, without taking the ledger's lock (for publishing)."""
+        key = (core.device, core.hbm_bank)
+        others = 0 if self.ledger is None else self.ledger.seen_others.get(key, 0)
         return self._banks[key].capacity - others
 
     def bank_used(self, device: int, bank: int) -> int:

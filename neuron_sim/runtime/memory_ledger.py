@@ -17,6 +17,7 @@ processes' ledger files it keeps open between scans (used only with ``memory.loc
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
@@ -26,8 +27,8 @@ from pathlib import Path
 from neuron_sim.hardware.model import Machine
 from neuron_sim.runtime.holder_records import MAX_COMMAND_CHARS, MAX_RECORD_BYTES, process_command
 from neuron_sim.runtime.lockfiles import (
-    AllocationLock, LockFile, is_held, open_for_locking, open_for_probing, read_record, try_lock_exclusive,
-    unlock, write_record,
+    AllocationLock, LockFile, is_held, open_existing_for_locking, open_for_locking, open_for_probing, read_record,
+    try_lock_exclusive, unlock, write_record,
 )
 from neuron_sim.status import NrtError, NrtStatus
 
@@ -94,11 +95,15 @@ def _decode(data: bytes) -> tuple[int, str, dict[BankKey, int]] | None:
 
 
 def _ledger_files(state_dir: Path) -> list[Path]:
+    return [Path(state_dir) / n for n in _ledger_names(str(state_dir))]
+
+
+def _ledger_names(state_dir: str) -> list[str]:
     try:
         names = os.listdir(state_dir)
     except OSError:
         return []
-    return [Path(state_dir) / n for n in sorted(names) if n.startswith("mem-") and n.endswith(".ledger")]
+    return sorted(n for n in names if n.startswith("mem-") and n.endswith(".ledger"))
 
 
 Record = tuple[int, str, dict[BankKey, int], bool]     # pid, command, bytes per bank, alive
@@ -134,26 +139,36 @@ class _Peers:
 
     A scan lists the directory, opens only files it has not seen, probes each lock, and decodes a record only
     when its bytes changed: a process's allocations cost a few system calls per neighbour, not an open and a
-    JSON decode each.
+    JSON decode each. Files are named by their path as a string (no pathlib on this path).
     """
 
     def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.files: dict[Path, tuple[LockFile, bytes, tuple[int, str, dict[BankKey, int]] | None]] = {}
+        self.state_dir = str(state_dir)
+        self.files: dict[str, tuple[LockFile, bytes, tuple[int, str, dict[BankKey, int]] | None]] = {}
+        self.lock = threading.Lock()          # threads of this process (several may hold the shared mutex)
 
-    def live(self, skip: Path) -> list[Record]:
-        paths = set(_ledger_files(self.state_dir))
-        for path in [p for p in self.files if p not in paths]:
-            self.files.pop(path)[0].close()
-        out = []
-        for path in sorted(paths):
-            if path != skip:
-                record = self._read(path)
-                if record is not None:
-                    out.append(record)
+    def live(self, skip: str | None, tidy: bool = True) -> list[Record]:
+        return [record for _, record in self.scan(skip, tidy)]
+
+    def scan(self, skip: str | None, tidy: bool = True) -> list[tuple[str, Record]]:
+        """(path, record) of every other ledger file with something to account, live or left behind.
+
+        ``tidy``: delete the files of ended processes with nothing left to account (only with ``memory.lock`` held
+        exclusively: under the shared lock a process may be claiming that very name).
+        """
+        paths = {os.path.join(self.state_dir, n) for n in _ledger_names(self.state_dir)}
+        with self.lock:
+            for path in [p for p in self.files if p not in paths]:
+                self.files.pop(path)[0].close()
+            out = []
+            for path in sorted(paths):
+                if path != skip:
+                    record = self._read(path, tidy)
+                    if record is not None:
+                        out.append((path, record))
         return out
 
-    def _read(self, path: Path) -> Record | None:
+    def _read(self, path: str, tidy: bool = True) -> Record | None:
         """As ``_live_entries`` for one file: live or left behind, None when absent or nothing to account."""
         known = self.files.pop(path, None)
         while True:
@@ -172,7 +187,7 @@ class _Peers:
             data = read_record(lock)
             record = known[2] if data == known[1] else _decode(data)
             if record is None or not (alive or record[2]):
-                if not alive:                         # nothing left to account: drop the file
+                if not alive and tidy:                # nothing left to account: drop the file
                     _unlink_if_same(path, lock)
                 lock.close()
                 return None
@@ -197,6 +212,60 @@ def _peers_of(state_dir: Path) -> _Peers:
         return peers
 
 
+# This process's ledger file per state directory, kept locked with an empty record between its runtimes: a warm
+# nrt_init rewrites it instead of creating a file (a create and an unlink per init/close cycle cost more than the
+# rest of the ledger's work). It goes when the process ends: the next reader deletes an unlocked empty file.
+_kept: dict[str, LockFile] = {}
+_kept_lock = threading.Lock()
+
+
+def _take_kept(state_dir: str) -> LockFile | None:
+    with _kept_lock:
+        lock = _kept.pop(state_dir, None)
+    if lock is not None and not _same_file(lock.path, lock):
+        lock.close()                                  # removed or replaced meanwhile: claim afresh
+        return None
+    return lock
+
+
+def _keep(state_dir: str, lock: LockFile) -> None:
+    """Keep the file for the next runtime; only the latest state directory's (one file per process, not one per
+    directory it ever used)."""
+    with _kept_lock:
+        old = [k for k in _kept.values() if k is not lock]
+        _kept.clear()
+        _kept[state_dir] = lock
+    for k in old:
+        _drop(k)
+
+
+def _drop(lock: LockFile) -> None:
+    """Delete this process's ledger file, then its flock (a reader sees it live or not at all)."""
+    try:
+        os.unlink(lock.path)
+    except OSError:
+        pass
+    unlock(lock)
+
+
+def _forget_kept_in_child() -> None:
+    for lock in _kept.values():
+        lock.close()                                  # the parent's: its flock stays with the parent
+    _kept.clear()
+
+
+def _drop_kept_at_exit() -> None:
+    with _kept_lock:
+        kept = list(_kept.values())
+        _kept.clear()
+    for lock in kept:
+        _drop(lock)
+
+
+os.register_at_fork(after_in_child=_forget_kept_in_child)
+atexit.register(_drop_kept_at_exit)             # a normal exit leaves no empty file behind (a kill does, for a reader)
+
+
 def _same_file(path: Path, lock: LockFile) -> bool:
     """Whether ``path`` still names the file ``lock`` has open."""
     try:
@@ -215,32 +284,51 @@ def _unlink_if_same(path: Path, lock: LockFile) -> None:
             pass
 
 
+class ResetFailed(NrtError):
+    """The leftovers of ended processes could not be cleared (the state directory refused a write)."""
+
+
 def clear_leftovers(state_dir: Path, banks: set[BankKey]) -> list[MemoryEntry]:
     """Reset: drop what ended processes left on ``banks`` (NEURON_RT_RESET_CORES); returns what was cleared."""
-    cleared: list[MemoryEntry] = []
     state_dir = Path(state_dir)
     with AllocationLock(state_dir, LEDGER_LOCK_NAME):
-        for path in _ledger_files(state_dir):
-            lock = open_for_locking(path)
+        return _clear_leftovers_locked(_peers_of(state_dir), banks)
+
+
+def _clear_leftovers_locked(peers: _Peers, banks: set[BankKey]) -> list[MemoryEntry]:
+    """``clear_leftovers`` with ``memory.lock`` held. The scan is the kept-open one of ``_Peers``: only the files
+    of ended processes with bytes on ``banks`` are opened for writing, so a reset with nothing to clear costs a
+    probe per neighbour."""
+    cleared: list[MemoryEntry] = []
+    for path, (_, _, held, alive) in peers.scan(None):
+        if alive or not any(k in banks for k in held):
+            continue
+        lock = open_existing_for_locking(path)
+        if lock is None:
+            continue
+        try:
+            if not try_lock_exclusive(lock):
+                continue                          # taken over since the scan: a live process's file now
+            record = _decode(read_record(lock))
+            if record is None:
+                continue
+            pid, command, held = record
+            gone = {k: n for k, n in held.items() if k in banks}
+            if not gone:
+                continue
+            rest = {k: n for k, n in held.items() if k not in banks}
             try:
-                if not lock.writable or not try_lock_exclusive(lock):
-                    continue                      # a live process's file (or one we may not touch)
-                record = _decode(read_record(lock))
-                if record is None:
-                    continue
-                pid, command, held = record
-                gone = {k: n for k, n in held.items() if k in banks}
-                if not gone:
-                    continue
-                cleared.extend(MemoryEntry(pid, command, n, alive=False) for n in gone.values())
-                rest = {k: n for k, n in held.items() if k not in banks}
                 if rest:
                     os.ftruncate(lock.fd, 0)
                     write_record(lock, _encode(pid, command, rest))
                 else:
                     os.unlink(path)
-            finally:
-                lock.close()
+            except OSError as exc:
+                raise ResetFailed(NrtStatus.FAILURE, f"Cannot reset the NeuronCores' state in the state directory "
+                                                     f"(NEURON_SIM_STATE_DIR): {exc}") from None
+            cleared.extend(MemoryEntry(pid, command, n, alive=False) for n in gone.values())
+        finally:
+            lock.close()
     return cleared
 
 
@@ -265,25 +353,81 @@ def _round_up(n: int) -> int:
 
 
 class MemoryLedger:
-    """This process's entry in the ledger; the caller (DeviceMemory) serialises calls with its own lock."""
+    """This process's entry in the ledger; the caller (DeviceMemory) serialises calls with its own lock.
 
-    def __init__(self, state_dir: Path, capacities: dict[BankKey, int]) -> None:
+    The file is claimed at the first reservation, in the same ``memory.lock`` section as its scan of the
+    neighbours, so nrt_init takes the ledger mutex once; nrt_close deletes the file without taking it.
+    """
+
+    def __init__(self, state_dir: Path, capacities: dict[BankKey, int],
+                 reset_banks: set[BankKey] | frozenset[BankKey] = frozenset()) -> None:
         self.state_dir = Path(state_dir)
         self.capacities = capacities
         self.reserved: dict[BankKey, int] = {k: 0 for k in capacities}
+        self.seen_others: dict[BankKey, int] = {}   # other processes' bytes per bank at our last scan
+        self.cleared: list[MemoryEntry] = []        # what the reset at the claim took from ended processes
+        self._reset_banks = set(reset_banks)        # NEURON_RT_RESET_CORES: cleared of leftovers at the claim
         self._pid = os.getpid()
         self._command = process_command()
         self._peers = _peers_of(self.state_dir)
-        self._file = self._claim_file()
+        self._file: LockFile | None = None          # claimed by the first grow (or ``claim``)
+        self._closed = False
+
+    def claim(self) -> None:
+        """Take this process's ledger file and reset ``reset_banks`` now, if the first grow did not (idempotent)."""
+        if (self._file is None or self._reset_banks) and not self._closed:
+            with AllocationLock(self.state_dir, LEDGER_LOCK_NAME):
+                self._claim_locked()
+
+    def _claim_locked(self) -> None:
+        """With ``memory.lock`` held exclusively: the reset, then this process's file."""
+        if self._reset_banks:
+            self.cleared = _clear_leftovers_locked(self._peers, self._reset_banks)
+            self._reset_banks = set()
+        if self._file is None:
+            self._file = self._claim_file()
+
+    def _first_reservation(self, key: BankKey, needed: int) -> bool:
+        """nrt_init's common case without the exclusive mutex: claim and reserve under the *shared* ``memory.lock``.
+
+        Write first, then scan: of two processes racing for the last room of a bank, at least one sees the other's
+        reservation (each reads after its own write) and backs off; exclusive holders (grows, resets, readers)
+        never overlap. False (reservation withdrawn) sends the caller to the exclusive path: too little room
+        seen, or leftovers of ended processes to reset on this runtime's banks.
+        """
+        want = min(_round_up(needed), self.capacities[key])
+        if needed > want:
+            return False
+        with AllocationLock(self.state_dir, LEDGER_LOCK_NAME, shared=True):
+            self._file = self._claim_file()
+            if not self._write(key, want):
+                return False
+            room, leftovers = self.capacities[key], False
+            seen: dict[BankKey, int] = {}
+            for _, (_, _, banks, alive) in self._peers.scan(self._file.path, tidy=False):
+                for k, n in banks.items():
+                    seen[k] = seen.get(k, 0) + n
+                    leftovers = leftovers or (not alive and k in self._reset_banks)
+            self.seen_others = seen
+            if want + seen.get(key, 0) <= room and not leftovers:
+                self._reset_banks = set()                 # nothing an ended process left here to reset
+                return True
+            self._write(key, 0)                           # withdrawn: the exclusive path decides
+        return False
 
     def _claim_file(self) -> LockFile:
-        with AllocationLock(self.state_dir, LEDGER_LOCK_NAME):
-            for n in range(64):
-                lock = open_for_locking(self.state_dir / _ledger_name(self._pid, n))
-                if lock.writable and try_lock_exclusive(lock):
-                    write_record(lock, _encode(self._pid, self._command, self.reserved))   # replaces stale
-                    return lock
-                lock.close()
+        """Take ``mem-<pid>[.<n>].ledger`` (call with ``memory.lock`` held); a stale record there is replaced."""
+        kept = _take_kept(str(self.state_dir))
+        if kept is not None:
+            if write_record(kept, _encode(self._pid, self._command, self.reserved)):
+                return kept
+            _drop(kept)
+        for n in range(64):
+            lock = open_for_locking(os.path.join(self.state_dir, _ledger_name(self._pid, n)))
+            if lock.writable and try_lock_exclusive(lock):
+                write_record(lock, _encode(self._pid, self._command, self.reserved))
+                return lock
+            lock.close()
         raise NrtError(NrtStatus.FAILURE, f"cannot claim a device-memory ledger file in {self.state_dir}")
 
     def others(self, key: BankKey) -> list[MemoryEntry]:
@@ -292,12 +436,24 @@ class MemoryLedger:
             return self._others(key)
 
     def _others(self, key: BankKey) -> list[MemoryEntry]:
-        return [MemoryEntry(pid, cmd, b[key], alive) for pid, cmd, b, alive in self._peers.live(self._file.path)
-                if b.get(key)]
+        seen: dict[BankKey, int] = {}
+        out = []
+        for pid, cmd, banks, alive in self._peers.live(None if self._file is None else self._file.path):
+            for k, n in banks.items():
+                seen[k] = seen.get(k, 0) + n
+            if banks.get(key):
+                out.append(MemoryEntry(pid, cmd, banks[key], alive))
+        self.seen_others = seen
+        return out
 
     def grow(self, key: BankKey, needed: int) -> list[MemoryEntry] | None:
         """Reserve at least ``needed`` bytes on a bank; None when done, else the neighbours that leave too little."""
+        if self._closed:
+            return []                                 # after nrt_close nothing more is reserved
+        if self._file is None and self._first_reservation(key, needed):
+            return None
         with AllocationLock(self.state_dir, LEDGER_LOCK_NAME):
+            self._claim_locked()
             others = self._others(key)
             room = self.capacities[key] - sum(e.nbytes for e in others)
             if needed > room:
@@ -306,7 +462,7 @@ class MemoryLedger:
 
     def shrink(self, key: BankKey, used: int) -> None:
         """Give back whole chunks once the reservation exceeds the use by more than two chunks (hysteresis)."""
-        if self.reserved[key] - used > 2 * CHUNK_BYTES:
+        if self._file is not None and self._file.fd >= 0 and self.reserved[key] - used > 2 * CHUNK_BYTES:
             with AllocationLock(self.state_dir, LEDGER_LOCK_NAME):
                 self._write(key, _round_up(used))
 
@@ -319,15 +475,20 @@ class MemoryLedger:
         return False
 
     def close(self) -> None:
-        """Remove this process's entry (idempotent); a killed process's entry stays until a reset clears it."""
-        if self._file.fd < 0:
+        """Empty this process's entry (idempotent); a killed process's entry stays until a reset clears it.
+
+        No ``memory.lock``, since bytes only go: the record is rewritten empty and the file kept, locked, for the
+        process's next runtime (a reader sees it live with our bytes, or live with none). A file that cannot be
+        rewritten is deleted, name first, then flock, so a reader never takes it for an ended process's leftover.
+        """
+        self._closed = True
+        lock, self._file = self._file, None
+        if lock is None or lock.fd < 0:
             return
         if os.getpid() != self._pid:                  # a forked child: its copy only, the parent keeps its entry
-            self._file.close()
+            lock.close()
             return
-        with AllocationLock(self.state_dir, LEDGER_LOCK_NAME):
-            try:
-                os.unlink(self._file.path)
-            except OSError:
-                pass
-            unlock(self._file)
+        if write_record(lock, _encode(self._pid, self._command, {})):
+            _keep(str(self.state_dir), lock)
+        else:
+            _drop(lock)

@@ -332,13 +332,48 @@ def _release_model(rt: Runtime, model: Model) -> None:
 
 
 def unload_all(rt: Runtime) -> None:
-    """Unload every model no other thread is unloading (nrt_close, after the async queues drained)."""
-    for model in loaded(rt):
-        with rt.lock:
-            if model.unloaded:
-                continue
-            model.unloaded = True
-        _release_model(rt, model)
+    """Unload every model no other thread is unloading (nrt_close, after the async queues drained), as one batch:
+    each core's lock waited for once, one pass under ``rt.lock``, every device byte returned in one call and each
+    scratchpad resized once (no per-model ledger write, log line or publish)."""
+    tab = table(rt)
+    with rt.lock:
+        models = [m for m in tab.by_id.values() if not m.unloaded]
+        for m in models:
+            m.unloaded = True
+    if not models:
+        return
+    for cs in {cs for m in models for cs in m.cores}:
+        with cs.lock:
+            pass  # an execution that started before the unload finishes first
+    shared = tab.shared_constants
+    with rt.lock:
+        freed = []
+        scratch_cores = set()
+        for m in models:
+            m.bindings.clear()
+            if tab.by_id.pop(m.id, None) is not None:
+                _needs_scratchpad(tab, m, -1)
+            for cs in m.cores:
+                cs.models -= 1
+            freed += m.allocations
+            m.allocations.clear()
+            for entry in m.shared_entries:
+                users = entry["users"]
+                if m.id in users:
+                    users.discard(m.id)
+                    if not users:
+                        freed.append(entry["alloc"])
+                        shared.pop(entry["key"], None)
+            rt.memory.neff_names.pop(m.id, None)
+            if m.neff.scratchpad_bytes:
+                scratch_cores.update(m.cores)
+        rt.memory.free_many(freed)
+        tab.generation += 1
+        for cs in scratch_cores:
+            _resize_scratchpad(rt, cs)
+    if trace.recorder is not None:
+        for m in models:
+            trace.recorder.unloaded(m)
 
 
 def check_model(rt: Runtime, model: object, function: str) -> Model:

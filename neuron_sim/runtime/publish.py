@@ -3,20 +3,23 @@
 The record says what neuron-ls, neuron-monitor and neuron-top show: pid, command, NEURON_PROCESS_TAG, runtime
 version, cores held, loaded models with their device memory, device memory by category per core, the per-core
 execution counters and simulated busy time, recent latencies, the calls the fault plan failed and the process's
-CPU time. A ``Publisher`` thread
-rewrites it (temp file + rename, never following a symlink, never outside the state directory) every
+CPU time. nrt_init writes the first record; the process's ticker thread (``runtime.ticker``, no thread of
+its own) rewrites it (temp file + rename, never following a symlink, never outside the state directory) every
 ``SLOW_INTERVAL_S``, or every ``FAST_INTERVAL_S`` while a monitor holds ``monitor.lock``. The execute path
 only appends one latency sample to a bounded deque and bumps counters it already kept.
 
-Liveness works like core reservation: the publisher holds an exclusive flock on ``rt-<pid>-<token>.lock`` for
-its lifetime, so the kernel drops it however the process ends; a reader finds the record of a dead process
-unlocked, ignores it and removes it. The random token keeps a reused pid from ever matching an old record.
+Liveness works like core reservation: the process holds an exclusive flock on ``rt-<pid>-<token>.lock`` from its
+first nrt_init until it exits (kept between its runtimes, whose records carry a ``runtime`` number), so the kernel
+drops it however the process ends; a reader finds the record of a dead process unlocked, ignores it and removes
+it. The random token keeps a reused pid from ever matching an old record.
 
-State owned here: this process's published record, its lock file and the ``Publisher`` thread.
+State owned here: this process's published record, its lock file and the ``Publisher``'s ticker task.
 """
 from __future__ import annotations
 
+import atexit
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -27,6 +30,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from neuron_sim.runtime import ticker
 from neuron_sim.runtime.holder_records import process_command, process_start_time
 from neuron_sim.runtime.lockfiles import LockFile, ensure_state_dir, is_held, try_lock_exclusive
 from neuron_sim.runtime.reservation import default_state_dir
@@ -39,6 +43,7 @@ FAST_INTERVAL_S = 0.25              # while a monitor watches: its records are a
 RECENT_LATENCIES = 1024             # samples kept in the record for percentiles
 STALE_TEMP_S = 60.0                 # a temp file older than this was left by a writer that died mid-write
 MONITOR_LOCK_NAME = "monitor.lock"
+TASK_NAME = "publish"               # the publisher's task on the process's ticker thread
 COUNTERS = ("completed", "completed_with_err", "completed_with_num_err", "timed_out", "incorrect_input",
             "failed_to_queue")
 _NAME = re.compile(r"^rt-(\d+)-([0-9a-f]{12})\.lock$")
@@ -82,7 +87,7 @@ def snapshot(rt: Any, identity: dict[str, Any], latency: dict[str, Any]) -> dict
             "counters": {name: stats.get(name, 0) for name in COUNTERS},
             "busy_s": stats.get("device_time_s", 0.0),
             "memory": {k: v for k, v in memory.items() if v},
-            "memory_limit": rt.memory.core_limit(core),
+            "memory_limit": rt.memory.last_known_limit(core),
         })
     models = []
     from neuron_sim.runtime import faults                       # runtime side only: readers (ls) import
@@ -120,10 +125,9 @@ class Publisher:
         self._rt = rt
         self._state_dir = Path(state_dir)
         pid = self._owner_pid = os.getpid()
-        self.name = f"rt-{pid}-{secrets.token_hex(6)}"
         self._identity = {
             "format": RECORD_FORMAT, "pid": pid, "command": process_command(), "tag": tag,
-            "start_time": process_start_time(), "started_at": time.time(),
+            "start_time": process_start_time(), "started_at": time.time(), "runtime": next(_runtime_numbers),
             "runtime_version": rt.reservation.holder.runtime_version,
             "instance_type": rt.machine.instance_type, "lnc": rt.machine.lnc,
         }
@@ -131,14 +135,17 @@ class Publisher:
         self._latency_count = 0
         self._warned = False
         self._write_lock = threading.Lock()
-        self._stop = threading.Event()
-        ensure_state_dir(self._state_dir)
+        # the reservation of this nrt_init made and checked the directory; a symlink there is refused by the open
         self._dir = os.open(self._state_dir, _DIR_FLAGS)
-        self._lock_fd = self._take_liveness_lock()
+        kept = _take_kept(str(self._state_dir), self._dir)
+        if kept is None:
+            self.name = f"rt-{pid}-{secrets.token_hex(6)}"
+            self._lock_fd = self._take_liveness_lock()
+        else:
+            self.name, self._lock_fd = kept
         self._monitor_probe = _open_monitor_lock(self._dir)
         self.publish()
-        self._thread = threading.Thread(target=self._loop, name="nrt-publisher", daemon=True)
-        self._thread.start()
+        ticker.schedule(TASK_NAME, self._tick, self._interval())
 
     def _take_liveness_lock(self) -> int:
         """Create, lock, then rename into place: a reader never sees our lock file unlocked."""
@@ -174,29 +181,96 @@ class Publisher:
     def _interval(self) -> float:
         return FAST_INTERVAL_S if _monitor_attached(self._monitor_probe) else SLOW_INTERVAL_S
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval()):
-            self.publish()
+    def _tick(self) -> float | None:
+        """The ticker's task: publish, then say when to publish again (None once closed)."""
+        if self._dir < 0:
+            return None
+        self.publish()
+        return self._interval()
 
     def close(self) -> None:
-        """Stop publishing and remove the record and its lock file (idempotent); a forked child only closes."""
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+        """Stop publishing and remove the record (idempotent); the liveness lock is kept, held, for this process's
+        next runtime (``_keep``); a forked child only closes its copies."""
+        if os.getpid() == self._owner_pid:
+            ticker.cancel(TASK_NAME)
         with self._write_lock:
             if self._dir < 0:
                 return
-            owner = os.getpid() == self._owner_pid
-            for suffix in (".json", ".lock") if owner else ():
+            if os.getpid() == self._owner_pid:
                 try:
-                    os.unlink(self.name + suffix, dir_fd=self._dir)
+                    os.unlink(self.name + ".json", dir_fd=self._dir)
                 except OSError:
                     pass
-            for fd in (self._lock_fd, self._monitor_probe):
-                if fd >= 0:
-                    os.close(fd)
+                _keep(str(self._state_dir), self.name, self._lock_fd)
+            elif self._lock_fd >= 0:
+                os.close(self._lock_fd)
+            if self._monitor_probe >= 0:
+                os.close(self._monitor_probe)
             os.close(self._dir)
             self._dir = -1
+
+
+# This process's liveness lock per state directory, kept held between its runtimes: a warm nrt_init reuses it
+# instead of creating, locking and renaming a file (and nrt_close unlinking it). Each runtime's record carries its
+# own ``runtime`` number, so readers (``read_runtimes``: ``key``) tell the runtimes of one process apart. The lock
+# file goes when the process exits (atexit), or after a kill with the first reader that finds it unlocked.
+_kept: dict[str, tuple[str, int]] = {}      # state dir -> (record stem, held lock descriptor)
+_kept_lock = threading.Lock()
+_runtime_numbers = itertools.count(1)
+
+
+def _take_kept(state_dir: str, dir_fd: int) -> tuple[str, int] | None:
+    with _kept_lock:
+        kept = _kept.pop(state_dir, None)
+    if kept is None:
+        return None
+    stem, fd = kept
+    try:
+        on_disk, mine = os.stat(f"{stem}.lock", dir_fd=dir_fd, follow_symlinks=False), os.fstat(fd)
+        if (on_disk.st_ino, on_disk.st_dev) == (mine.st_ino, mine.st_dev):
+            return kept
+    except OSError:
+        pass
+    os.close(fd)                                    # removed or replaced meanwhile: take a new one
+    return None
+
+
+def _keep(state_dir: str, stem: str, fd: int) -> None:
+    """Keep this lock for the next runtime; only the latest state directory's (a process that moves between
+    machines or state directories, as a test suite does, holds one lock file, not one per directory)."""
+    with _kept_lock:
+        old = [(d, k) for d, k in _kept.items() if k[1] != fd]
+        _kept.clear()
+        _kept[state_dir] = (stem, fd)
+    for d, k in old:
+        _drop(d, *k)
+
+
+def _drop(state_dir: str, stem: str, fd: int) -> None:
+    """Remove a kept lock file (its record was already removed), then drop its flock."""
+    try:
+        os.unlink(os.path.join(state_dir, f"{stem}.lock"))
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def _drop_kept_at_exit() -> None:
+    with _kept_lock:
+        kept = list(_kept.items())
+        _kept.clear()
+    for state_dir, (stem, fd) in kept:
+        _drop(state_dir, stem, fd)
+
+
+def _forget_kept_in_child() -> None:
+    for _, fd in _kept.values():
+        os.close(fd)                                # the parent's: its flock stays with the parent
+    _kept.clear()
+
+
+os.register_at_fork(after_in_child=_forget_kept_in_child)
+atexit.register(_drop_kept_at_exit)
 
 
 def _write_atomic(dir_fd: int, name: str, data: bytes) -> None:
@@ -326,7 +400,7 @@ def read_runtimes(state_dir: Path) -> list[dict[str, Any]]:
             except (ValueError, UnicodeDecodeError, RecursionError):
                 record = None
             if _valid(record, int(match.group(1))):
-                record["key"] = stem
+                record["key"] = f"{stem}#{record.get('runtime', 0)}"     # one process's runtimes one by one
                 records.append(record)
         _remove_stale_temps(dir_fd, names)
     finally:
@@ -337,8 +411,8 @@ def read_runtimes(state_dir: Path) -> list[dict[str, Any]]:
 
 def attach(rt: Any) -> Publisher | None:
     """Start publishing ``rt``'s state (nrt_init); None, with a warning, when the state dir refuses it."""
-    state_dir = default_state_dir(rt.machine, {"NEURON_SIM_STATE_DIR": rt.config.state_dir}
-                                  if rt.config.state_dir else {})
+    state_dir = rt.reservation.state_dir or default_state_dir(
+        rt.machine, {"NEURON_SIM_STATE_DIR": rt.config.state_dir} if rt.config.state_dir else {})
     try:
         return Publisher(rt, state_dir, process_tag(rt))
     except (OSError, NrtError) as exc:

@@ -18,21 +18,27 @@ from pathlib import Path
 
 from neuron_sim import nrtlog
 from neuron_sim.hardware.model import Machine
-from neuron_sim.runtime.memory_ledger import MemoryEntry, clear_leftovers, read_machine_memory
+from neuron_sim.runtime.memory_ledger import MemoryEntry, read_machine_memory
 from neuron_sim.ranges import format_ranges
 
 RESET_TIME_S = 0.050
+
+
+def banks(machine: Machine, reservation) -> frozenset[tuple[int, int]]:
+    """The HBM banks of the reserved cores: the ledger clears their leftovers when this runtime claims its entry
+    (one ``memory.lock`` section with its first reservation); none without a state directory."""
+    if reservation.state_dir is None:
+        return frozenset()
+    return frozenset(_banks(machine, reservation.logical_cores))
 
 
 def _banks(machine: Machine, logical_cores: tuple[int, ...]) -> set[tuple[int, int]]:
     return {(machine.core(g).device, machine.core(g).hbm_bank) for g in logical_cores}
 
 
-def clear(state_dir: Path | None, machine: Machine, logical_cores: tuple[int, ...]) -> list[MemoryEntry]:
-    """Reset the reserved cores' leftovers (before this runtime accounts its own memory); returns what went."""
-    if state_dir is None:
-        return []
-    cleared = clear_leftovers(state_dir, _banks(machine, logical_cores))
+def report(rt) -> list[MemoryEntry]:
+    """Log what the reset cleared (the ledger did it while this runtime claimed its entry); returns it."""
+    cleared = [] if rt.memory.ledger is None else rt.memory.ledger.cleared
     for pid in sorted({e.pid for e in cleared}):
         nbytes = sum(e.nbytes for e in cleared if e.pid == pid)
         nrtlog.info("NRT", "nrt_init", f"Reset cleared {nbytes} bytes of device memory left by exited process {pid}")
