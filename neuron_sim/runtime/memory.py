@@ -77,8 +77,7 @@ class DeviceMemory:
         }
         self.neff_names: dict[int, str] = {}
         # bytes per (logical core id, category), kept current so stats never walk the allocations
-        self._by_core: dict[int, dict[str, int]] = {c.global_id: dict.fromkeys(CATEGORIES, 0)
-                                                    for c in machine.cores}
+        self._by_core: dict[int, dict[str, int]] = {}    # filled at a core's first allocation
         self.ledger = (None if state_dir is None else
                        MemoryLedger(state_dir, {k: b.capacity for k, b in self._banks.items()}, reset_banks))
 
