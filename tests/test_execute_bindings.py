@@ -227,3 +227,39 @@ def test_counters_and_simulated_time_are_the_same_on_every_path(rt):
     nrt.nrt_tensor_write(x, bad, 0, bad.nbytes)
     assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_EXEC_COMPLETED_WITH_NUM_ERR
     assert stats["completed_with_num_err"] - before["completed_with_num_err"] == 1
+
+
+def test_a_hot_binding_takes_the_new_duration_when_weight_sharing_changes(monkeypatch):
+    """Executions on execute's hot slot charge the model's current duration: loading and unloading a model that
+    shares its weights on the same HBM bank changes it, and the very next execution takes the new one."""
+    from neuron_sim.runtime import interface
+    monkeypatch.setenv("NEURON_SIM_INSTANCE_TYPE", "trn1.2xlarge")
+    monkeypatch.setenv("NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS", "1")
+    b = NeffBuilder("shared_gemv", target="v2")
+    w = np.random.default_rng(4).standard_normal((N, 4096)).astype(np.float32)
+    b.output("y", b.input("x", "float32", (1, N)) @ b.weight("w", w))
+    data = b.build()
+    assert nrt.nrt_init() == nrt.NRT_SUCCESS
+    try:
+        status, model = nrt.nrt_load(data, 0, 1)
+        assert status == nrt.NRT_SUCCESS
+        x, y = _tensor("x", np.ones(N)), _tensor("y", nbytes=4 * 4096)
+        ins, outs = _sets({"x": x}, {"y": y})
+        clock = interface.clock()
+
+        def step() -> float:
+            t0 = clock.thread_now()
+            assert nrt.nrt_execute(model, ins, outs) == nrt.NRT_SUCCESS
+            return clock.thread_now() - t0
+
+        alone = interface.model_execution_time_s(model)
+        assert [step() for _ in range(5)] == pytest.approx([alone] * 5)
+        status, other = nrt.nrt_load(data, 1, 1)                    # core 1 shares core 0's HBM bank
+        assert status == nrt.NRT_SUCCESS
+        shared = interface.model_execution_time_s(model)
+        assert shared != alone
+        assert step() == pytest.approx(shared)
+        assert nrt.nrt_unload(other) == nrt.NRT_SUCCESS
+        assert step() == pytest.approx(alone)
+    finally:
+        nrt.nrt_close()

@@ -42,6 +42,9 @@ class Prepared:
     runner: Callable[[], None] | None = None   # a cached binding's direct run of the compiled graph
     nan: Callable[[], bool] | None = None      # and its NaN check of the float outputs
     checked: Callable[[], bool] | None = None  # run + NaN check in one call, for a one-core model (run_direct)
+    dated: int = -1           # run_direct's cache: the sharing generation its duration was read at,
+    duration: float = 0.0     # the model's duration then,
+    too_long: bool = False    # and whether it exceeds the execution timeout (run_direct leaves it to run)
 
 
 def _bind(rt: Runtime, model: Model, bindings: tuple[Binding, ...], tset: TensorSet, kind: str,
@@ -231,9 +234,13 @@ def run_direct(rt: Runtime, req: Prepared) -> NrtStatus:
     not kept on it (only traced and async requests, which take ``run``, need it).
     """
     model = req.model
-    duration = model.duration_s
-    if 0 < rt.config.exec_timeout_s < duration:
+    if req.dated != model.table.generation:     # weight sharing changed since: read the duration again
+        req.duration = model.duration_s
+        req.too_long = 0 < rt.config.exec_timeout_s < req.duration
+        req.dated = model.table.generation
+    if req.too_long:
         return run(rt, req)
+    duration = req.duration
     cs = model.cores[0]
     clock = rt.clock
     with cs.lock:
