@@ -92,6 +92,14 @@ class VirtualClock:
                     if t > self._latest:
                         self._latest = t
 
+    def reach(self, t: float) -> None:
+        """``wait_until(t)`` for a caller that knows its thread's time is not after ``t`` (the hot path)."""
+        self._host.t = t
+        if t > self._latest:
+            with self._lock:
+                if t > self._latest:
+                    self._latest = t
+
     def advance(self, seconds: float) -> None:
         """Count ``seconds`` of host work on the calling thread (host work is otherwise free)."""
         if seconds > 0:
@@ -116,6 +124,8 @@ class RealClock:
         delay = t - self.now()
         if delay > 0:
             time.sleep(delay)
+
+    reach = wait_until
 
     def advance(self, seconds: float) -> None:
         """Host work takes real time: sleep ``seconds``."""
