@@ -246,7 +246,7 @@ def _read(header: NeffHeader, file_size: int, chunks: Callable[[], Iterable[memo
     if not head:
         raise invalid("NEFF archive is empty (data_size 0)")
     members = read_archive(head, max_bytes=max_bytes, chunks=chunks())
-    ours = any(n.startswith("sim/") for n in members)
+    ours = GRAPH_MEMBER in members or any(n.startswith("sim/") for n in members)
 
     neff_doc = md.load_json(members, "neff.json")
     inputs, outputs = md.parse_io(neff_doc)
@@ -271,7 +271,8 @@ def _read(header: NeffHeader, file_size: int, chunks: Callable[[], Iterable[memo
     if ours:
         graph, weights = _load_sim(members, header, inputs, outputs, consts)
         constants = sum(w.nbytes for w in weights.values()) + graph.declared.constants_bytes
-        code = len(members[GRAPH_MEMBER]) + sum(len(v) for k, v in members.items() if _SG_MEMBER.match(k))
+        code = len(members[GRAPH_MEMBER]) + sum([len(v) for k, v in members.items()
+                                                 if k.startswith("sg") and _SG_MEMBER.match(k)])
         scratch = graph.declared.scratchpad_bytes
     else:
         constants = sum(d.file_bytes for d in defs)
@@ -284,7 +285,7 @@ def _read(header: NeffHeader, file_size: int, chunks: Callable[[], Iterable[memo
         inputs=inputs, outputs=outputs, graph=graph, weights=types.MappingProxyType(weights),
         constants_bytes=constants, code_bytes=code, scratchpad_bytes=scratch, hash_status=hash_status,
         members=tuple(sorted(members)), file_size=file_size,
-        unpacked_bytes=sum(len(v) for v in members.values()),
+        unpacked_bytes=sum(map(len, members.values())),
     )
 
 
