@@ -75,18 +75,16 @@ def _plan_subgraph(sg: Subgraph, specs: Mapping[str, TensorSpec], weights: Mappi
     # Liveness: the last op index reading each value; subgraph outputs live to the end; a value never read dies
     # at once. Constants are read by their kernels, and widened once when only float32-computing kernels read them.
     last_use: dict[str, int] = {}
-    readers: dict[str, list[Kernel]] = {}
     kernels: list[Kernel] = []
     for i, op in enumerate(ops):
-        k = make_kernel(op.kind, [specs[n] for n in op.inputs], op.attrs, specs[op.output])
-        kernels.append(k)
+        kernels.append(make_kernel(op.kind, [specs[n] for n in op.inputs], op.attrs, specs[op.output]))
         for name in op.inputs:
             last_use[name] = i
-            readers.setdefault(name, []).append(k)
         last_use.setdefault(op.output, i)
     for name in sg.outputs:
         last_use[name] = len(ops)
-    wslots = _widen_constants(readers, set(sg.outputs), slots, wslots)
+    if any(arr.dtype != F32 for _, arr in wslots):
+        wslots = _widen_constants(sg, kernels, slots, wslots)
     # A view's storage is its input's buffer; a buffer is free once every value rooted in it is dead.
     root: dict[str, int | None] = {}
     buffers: list[tuple[tuple[int, ...], np.dtype]] = []
@@ -130,17 +128,18 @@ def _plan_subgraph(sg: Subgraph, specs: Mapping[str, TensorSpec], weights: Mappi
     )
 
 
-def _widen_constants(readers: Mapping[str, list[Kernel]], outputs: set[str], slots: dict[str, int],
+def _widen_constants(sg: Subgraph, kernels: list[Kernel], slots: dict[str, int],
                      wslots: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.ndarray]]:
     """Convert once, at load, a low-precision weight that only float32-computing kernels read (bf16 → fp32)."""
-    if all(arr.dtype == F32 for _, arr in wslots):
-        return wslots
-    names = {i: n for n, i in slots.items()}
+    readers: dict[int, list[Kernel]] = {}
+    for op, k in zip(sg.ops, kernels):
+        for name in op.inputs:
+            readers.setdefault(slots[name], []).append(k)
+    outputs = {slots[n] for n in sg.outputs}
     out = []
     for slot, arr in wslots:
-        name = names[slot]
-        ks = readers.get(name)
-        if ks and name not in outputs and arr.dtype != F32 and all(k.widens for k in ks):
+        ks = readers.get(slot, [])
+        if ks and slot not in outputs and arr.dtype != F32 and all(k.widens for k in ks):
             arr = arr.astype(F32)
             arr.flags.writeable = False
         out.append((slot, arr))
