@@ -291,7 +291,7 @@ def _spec_of(name: str, value: Any, where: str) -> TensorSpec:
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{where} {name!r}: {exc}") from None
     if type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape):   # the usual form: one pass
-        if type(value) is TensorSpec and value.name == name and value.dtype == canonical:
+        if type(value) is TensorSpec and value.name == name and type(dtype) is str and dtype == canonical:
             return value            # already in canonical form (frozen: safe to share)
         return TensorSpec(name, canonical, shape)
     if not all(_is_int(d) and int(d) >= 0 for d in shape):
