@@ -112,27 +112,23 @@ class Graph:
             )
             subgraphs = []
             for i, sg in enumerate(doc["subgraphs"]):
-                ops = tuple(
-                    Op(
-                        kind=_str(op["kind"], "subgraphs[{}].ops.kind", i),
-                        inputs=_strs(op["inputs"], "subgraphs[{}].ops.inputs", i),
-                        output=_str(op["output"], "subgraphs[{}].ops.output", i),
-                        attrs=dict(op.get("attrs") or {}),
-                    )
-                    for op in sg["ops"]
-                )
-                subgraphs.append(
-                    Subgraph(
-                        inputs=_strs(sg["inputs"], "subgraphs[{}].inputs", i),
-                        outputs=_strs(sg["outputs"], "subgraphs[{}].outputs", i),
-                        ops=ops,
-                    )
-                )
+                ops = []
+                for op in sg["ops"]:
+                    kind = op["kind"]
+                    if type(kind) is not str:
+                        _str(kind, "subgraphs[{}].ops.kind", i)
+                    inputs = _strs(op["inputs"], "subgraphs[{}].ops.inputs", i)
+                    output = op["output"]
+                    if type(output) is not str:
+                        _str(output, "subgraphs[{}].ops.output", i)
+                    ops.append(Op(kind, inputs, output, dict(op.get("attrs") or {})))
+                subgraphs.append(Subgraph(_strs(sg["inputs"], "subgraphs[{}].inputs", i),
+                                          _strs(sg["outputs"], "subgraphs[{}].outputs", i), tuple(ops)))
             if not subgraphs:
                 raise ValueError("subgraphs must not be empty")
             return Graph(
-                inputs=tuple(_spec_from(s, "inputs") for s in doc["inputs"]),
-                outputs=tuple(_spec_from(s, "outputs") for s in doc["outputs"]),
+                inputs=tuple([_spec_from(s, "inputs") for s in doc["inputs"]]),
+                outputs=tuple([_spec_from(s, "outputs") for s in doc["outputs"]]),
                 subgraphs=tuple(subgraphs),
                 weight_names=_strs(doc.get("weights", []), "weights"),
                 declared=declared,
@@ -146,8 +142,10 @@ def _spec_json(s: TensorSpec) -> dict[str, Any]:
 
 
 def _spec_from(obj: Any, where: str) -> TensorSpec:
-    shape = tuple(_nonneg_int(d, f"{where}.shape") for d in obj["shape"])
-    return TensorSpec(name=_str(obj["name"], f"{where}.name"), dtype=_str(obj["dtype"], f"{where}.dtype"), shape=shape)
+    shape = tuple(obj["shape"])
+    if not all(type(d) is int and d >= 0 for d in shape):      # one pass for the common case
+        shape = tuple(_nonneg_int(d, f"{where}.shape") for d in shape)
+    return TensorSpec(_str(obj["name"], f"{where}.name"), _str(obj["dtype"], f"{where}.dtype"), shape)
 
 
 def _str(v: Any, where: str, index: int = 0) -> str:

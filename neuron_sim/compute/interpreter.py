@@ -14,7 +14,7 @@ import functools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,8 +40,7 @@ except ImportError:          # other numpy versions: the public (slower) context
         token.__exit__(None, None, None)  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
-class _OpPlan:
+class _OpPlan(NamedTuple):
     kernel: Kernel
     in_slots: tuple[int, ...]
     out_slot: int
@@ -59,77 +58,73 @@ class _SubgraphPlan:
 
 
 def _plan_subgraph(sg: Subgraph, specs: Mapping[str, TensorSpec], weights: Mapping[str, np.ndarray]) -> _SubgraphPlan:
+    ops = sg.ops
+    produced = {op.output for op in ops}
     slots: dict[str, int] = {}
-    produced = {op.output for op in sg.ops}
     external: list[tuple[str, int]] = []
     wslots: list[tuple[int, np.ndarray]] = []
+    for names in (sg.inputs, *((*op.inputs, op.output) for op in ops), sg.outputs):   # slots in first-use order
+        for name in names:
+            if name not in slots:
+                i = slots[name] = len(slots)
+                if name in weights:
+                    wslots.append((i, weights[name]))
+                elif name not in produced:
+                    external.append((name, i))
 
-    def slot(name: str) -> int:
-        if name not in slots:
-            slots[name] = len(slots)
-            if name in weights:
-                wslots.append((slots[name], weights[name]))
-            elif name not in produced:
-                external.append((name, slots[name]))
-        return slots[name]
-
-    for name in sg.inputs:
-        slot(name)
-    for op in sg.ops:
-        for name in op.inputs:
-            slot(name)
-        slot(op.output)
-    for name in sg.outputs:
-        slot(name)
-
-    # Liveness: the last op index reading each value; subgraph outputs live to the end.
-    end = len(sg.ops)
+    # Liveness: the last op index reading each value; subgraph outputs live to the end; a value never read dies
+    # at once. Constants are read by their kernels, and widened once when only float32-computing kernels read them.
     last_use: dict[str, int] = {}
-    for i, op in enumerate(sg.ops):
+    kernels: list[Kernel] = []
+    for i, op in enumerate(ops):
+        kernels.append(make_kernel(op.kind, [specs[n] for n in op.inputs], op.attrs, specs[op.output]))
         for name in op.inputs:
             last_use[name] = i
+        last_use.setdefault(op.output, i)
     for name in sg.outputs:
-        last_use[name] = end
-
-    kernels = [make_kernel(op.kind, [specs[n] for n in op.inputs], op.attrs, specs[op.output]) for op in sg.ops]
-    wslots = _widen_constants(sg, kernels, slots, wslots)
+        last_use[name] = len(ops)
+    if any(arr.dtype != F32 for _, arr in wslots):
+        wslots = _widen_constants(sg, kernels, slots, wslots)
     # A view's storage is its input's buffer; a buffer is free once every value rooted in it is dead.
     root: dict[str, int | None] = {}
     buffers: list[tuple[tuple[int, ...], np.dtype]] = []
     free: dict[tuple[tuple[int, ...], np.dtype], list[int]] = {}
     holders: dict[int, set[str]] = {}
     plans: list[_OpPlan] = []
-    for i, (op, k) in enumerate(zip(sg.ops, kernels)):
+    for i, (op, k) in enumerate(zip(ops, kernels)):
+        out = op.output
         buf: int | None = None
         if k.needs_buffer:
-            key = (tuple(k.result.shape), numpy_dtype(k.result.dtype))
-            if free.get(key):
-                buf = free[key].pop()
+            key = (k.result.shape, numpy_dtype(k.result.dtype))
+            spare = free.get(key)
+            if spare:
+                buf = spare.pop()
             else:
                 buf = len(buffers)
                 buffers.append(key)
-            root[op.output] = buf
+            r = buf
         else:
-            root[op.output] = root.get(op.inputs[0])
-        if root[op.output] is not None:
-            holders.setdefault(root[op.output], set()).add(op.output)
-        plans.append(_OpPlan(k, tuple(slots[n] for n in op.inputs), slots[op.output], buf))
-        if op.output not in last_use:
-            last_use[op.output] = i          # never read: dead at once
-        for name in set(op.inputs) | {op.output}:
+            r = root.get(op.inputs[0])
+        root[out] = r
+        if r is not None:
+            holders.setdefault(r, set()).add(out)
+        plans.append(_OpPlan(k, tuple([slots[n] for n in op.inputs]), slots[out], buf))
+        for name in (*op.inputs, out):
             r = root.get(name)
-            if r is None or last_use.get(name, -1) > i:
+            if r is None or last_use[name] > i:
                 continue
-            holders[r].discard(name)
-            if not holders[r]:
-                free.setdefault(buffers[r], []).append(r)
+            h = holders[r]
+            if name in h:
+                h.remove(name)
+                if not h:
+                    free.setdefault(buffers[r], []).append(r)
     return _SubgraphPlan(
         names=tuple(slots),
         external=tuple(external),
         weights=tuple(wslots),
         ops=tuple(plans),
         buffers=tuple(buffers),
-        outputs=tuple((n, slots[n]) for n in sg.outputs),
+        outputs=tuple([(n, slots[n]) for n in sg.outputs]),
     )
 
 

@@ -116,10 +116,13 @@ class Kernel:
     direct: Callable[[Sequence[np.ndarray], np.ndarray], Callable[[], Any]] | None = None
 
 
+_DIRECT_UFUNCS = {"matmul": np.matmul, "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+                  "exp": np.exp, "tanh": np.tanh}
+
+
 def _direct_form(kind: str) -> Callable[[Sequence[np.ndarray], np.ndarray], Callable[[], Any]] | None:
     """The one-numpy-call form of the simplest native ops, bound to fixed input and output arrays."""
-    uf = {"matmul": np.matmul, "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-          "exp": np.exp, "tanh": np.tanh}.get(kind)
+    uf = _DIRECT_UFUNCS.get(kind)
     if uf is not None:
         return lambda args, o: functools.partial(uf, *args, o)       # out positional: no keyword dict per call
     if kind == "relu":

@@ -108,6 +108,8 @@ def normalize_axes(kind: str, axes: Any, ndim: int) -> tuple[int, ...]:
 
 def broadcast_shapes(kind: str, a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     """numpy broadcasting of two shapes; ValueError naming both shapes when they do not broadcast."""
+    if a == b:
+        return tuple(a)
     out = []
     for x, y in zip(reversed((1,) * (len(b) - len(a)) + tuple(a)), reversed((1,) * (len(a) - len(b)) + tuple(b))):
         if x != y and x != 1 and y != 1:
@@ -161,21 +163,32 @@ def infer_op(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any]) 
 
     ValueError names the op, the problem and the accepted form.
     """
-    if kind not in _SIGNATURES:
-        raise ValueError(f"unknown op kind {kind!r}; accepted: {', '.join(sorted(OP_KINDS))}")
-    lo, hi, accepted = _SIGNATURES[kind]
-    n = len(inputs)
-    if n < lo or (hi is not None and n > hi):
-        want = f"{lo}" if lo == hi else (f"{lo} to {hi}" if hi is not None else f"at least {lo}")
-        raise _fail(kind, f"takes {want} inputs, got {n}")
-    if not isinstance(attrs, Mapping):
-        raise _fail(kind, f"attrs must be a mapping, got {type(attrs).__name__}")
-    unknown = sorted(set(attrs) - accepted)
-    if unknown:
-        raise _fail(kind, f"unknown attrs {unknown} (accepted: {sorted(accepted) or 'none'})")
+    _check_signature(kind, len(inputs), attrs)
     dtypes = [_canonical_dtype(kind, s.dtype) for s in inputs]
     shapes = [s.shape if type(s.shape) is tuple and all(type(d) is int for d in s.shape)
               else tuple(int(d) for d in s.shape) for s in inputs]
+    return _infer(kind, dtypes, shapes, attrs, "")
+
+
+def _check_signature(kind: str, n: int, attrs: Mapping[str, Any]) -> None:
+    """The op kind is known, takes ``n`` inputs and these attrs."""
+    sig = _SIGNATURES.get(kind)
+    if sig is None:
+        raise ValueError(f"unknown op kind {kind!r}; accepted: {', '.join(sorted(OP_KINDS))}")
+    lo, hi, accepted = sig
+    if n < lo or (hi is not None and n > hi):
+        want = f"{lo}" if lo == hi else (f"{lo} to {hi}" if hi is not None else f"at least {lo}")
+        raise _fail(kind, f"takes {want} inputs, got {n}")
+    if type(attrs) is not dict and not isinstance(attrs, Mapping):
+        raise _fail(kind, f"attrs must be a mapping, got {type(attrs).__name__}")
+    if attrs and not accepted.issuperset(attrs):
+        unknown = sorted(set(attrs) - accepted)
+        raise _fail(kind, f"unknown attrs {unknown} (accepted: {sorted(accepted) or 'none'})")
+
+
+def _infer(kind: str, dtypes: list[str], shapes: list[tuple[int, ...]], attrs: Mapping[str, Any],
+           name: str) -> TensorSpec:
+    """infer_op after its signature check, on canonical dtype names and int-tuple shapes; the result is ``name``."""
     dtype, shape = dtypes[0], shapes[0]
     if kind == "gather":
         if not shape:
@@ -183,7 +196,7 @@ def infer_op(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any]) 
         if _is_float(dtypes[1]):
             raise _fail(kind, f"indices must be integers, got {dtypes[1]}")
         ax = _axis(kind, "axis", attrs.get("axis", 0), len(shape))
-        return TensorSpec("", dtype, shape[:ax] + shapes[1] + shape[ax + 1:])
+        return TensorSpec(name, dtype, shape[:ax] + shapes[1] + shape[ax + 1:])
     if kind != "cast" and len(set(dtypes)) > 1:
         raise _fail(kind, f"inputs differ in dtype {dtypes} (cast explicitly)")
     if kind in FLOAT_ONLY and not _is_float(dtype):
@@ -200,18 +213,18 @@ def infer_op(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any]) 
             raise _fail(kind, f"inner dimensions differ: {list(a)} @ {list(b)}")
         batch = broadcast_shapes(kind, a2[:-2], b2[:-2])
         out = batch + ((a2[-2],) if len(a) > 1 else ()) + ((b2[-1],) if len(b) > 1 else ())
-        return TensorSpec("", dtype, out)
+        return TensorSpec(name, dtype, out)
     if kind in BINARY:
-        return TensorSpec("", dtype, broadcast_shapes(kind, shapes[0], shapes[1]))
+        return TensorSpec(name, dtype, broadcast_shapes(kind, shapes[0], shapes[1]))
     if kind in UNARY:
         if kind == "gelu" and attrs.get("approximate", "none") not in ("none", "tanh"):
             raise _fail(kind, f"attr approximate must be \"none\" or \"tanh\", got {attrs['approximate']!r}")
-        return TensorSpec("", dtype, shape)
+        return TensorSpec(name, dtype, shape)
     if kind == "softmax":
         if ndim == 0:
             raise _fail(kind, "input must have rank >= 1")
         _axis(kind, "axis", attrs.get("axis", -1), ndim)
-        return TensorSpec("", dtype, shape)
+        return TensorSpec(name, dtype, shape)
     if kind in ("layernorm", "rmsnorm"):
         if ndim == 0:
             raise _fail(kind, "input must have rank >= 1")
@@ -223,19 +236,19 @@ def infer_op(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any]) 
             if s != (shape[ax],):
                 role = "gamma" if i == 1 else "beta"
                 raise _fail(kind, f"{role} has shape {list(s)}, expected [{shape[ax]}]")
-        return TensorSpec("", dtype, shape)
+        return TensorSpec(name, dtype, shape)
     if kind == "transpose":
         perm = attrs.get("perm")
         if perm is None:
-            return TensorSpec("", dtype, shape[::-1])
+            return TensorSpec(name, dtype, shape[::-1])
         p = _int_list(kind, "perm", perm)
         if sorted(p) != list(range(ndim)):
             raise _fail(kind, f"perm {p} is not a permutation of 0..{ndim - 1}")
-        return TensorSpec("", dtype, tuple(shape[i] for i in p))
+        return TensorSpec(name, dtype, tuple(shape[i] for i in p))
     if kind == "reshape":
         if "shape" not in attrs:
             raise _fail(kind, "attr shape is required")
-        return TensorSpec("", dtype, reshape_target(kind, shape, attrs["shape"]))
+        return TensorSpec(name, dtype, reshape_target(kind, shape, attrs["shape"]))
     if kind == "concat":
         if ndim == 0:
             raise _fail(kind, "inputs must have rank >= 1")
@@ -243,11 +256,11 @@ def infer_op(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any]) 
         for s in shapes[1:]:
             if len(s) != ndim or s[:ax] + s[ax + 1:] != shape[:ax] + shape[ax + 1:]:
                 raise _fail(kind, f"shapes {[list(x) for x in shapes]} differ off axis {ax}")
-        return TensorSpec("", dtype, shape[:ax] + (sum(s[ax] for s in shapes),) + shape[ax + 1:])
+        return TensorSpec(name, dtype, shape[:ax] + (sum(s[ax] for s in shapes),) + shape[ax + 1:])
     if kind == "slice":
         sl = slice_bounds(kind, shape, attrs)
         out = tuple(len(range(*s.indices(d))) for s, d in zip(sl, shape)) + shape[len(sl):]
-        return TensorSpec("", dtype, out)
+        return TensorSpec(name, dtype, out)
     if kind in REDUCE:
         axes = normalize_axes(kind, attrs.get("axes"), ndim)
         keep = attrs.get("keepdims", False)
@@ -259,11 +272,11 @@ def infer_op(kind: str, inputs: Sequence[TensorSpec], attrs: Mapping[str, Any]) 
             out = tuple(1 if i in axes else d for i, d in enumerate(shape))
         else:
             out = tuple(d for i, d in enumerate(shape) if i not in axes)
-        return TensorSpec("", dtype, out)
+        return TensorSpec(name, dtype, out)
     # cast
     if "dtype" not in attrs or not isinstance(attrs["dtype"], str):
         raise _fail(kind, f"attr dtype must be a dtype name, got {attrs.get('dtype')!r}")
-    return TensorSpec("", _canonical_dtype(kind, attrs["dtype"]), shape)
+    return TensorSpec(name, _canonical_dtype(kind, attrs["dtype"]), shape)
 
 
 def _spec_of(name: str, value: Any, where: str) -> TensorSpec:
@@ -278,6 +291,8 @@ def _spec_of(name: str, value: Any, where: str) -> TensorSpec:
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{where} {name!r}: {exc}") from None
     if type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape):   # the usual form: one pass
+        if type(value) is TensorSpec and value.name == name and type(dtype) is str and dtype == canonical:
+            return value            # already in canonical form (frozen: safe to share)
         return TensorSpec(name, canonical, shape)
     if not all(_is_int(d) and int(d) >= 0 for d in shape):
         raise ValueError(f"{where} {name!r}: shape must be non-negative integers, got {list(shape)}")
@@ -327,11 +342,12 @@ def infer_graph(graph: Graph, weights: Mapping[str, Any] | None = None) -> dict[
                         "(not a graph input, weight, subgraph input or earlier op output)")
             if op.output in specs:
                 raise ValueError(f"{where} op {j} ({op.kind}): output name {op.output!r} is already defined")
-            try:
-                res = infer_op(op.kind, [specs[n] for n in op.inputs], op.attrs)
+            try:     # specs hold canonical dtypes and int shapes already: no second normalisation
+                _check_signature(op.kind, len(op.inputs), op.attrs)
+                ins = [specs[n] for n in op.inputs]
+                specs[op.output] = _infer(op.kind, [s.dtype for s in ins], [s.shape for s in ins], op.attrs, op.output)
             except ValueError as exc:
                 raise ValueError(f"{where} op {j} ({op.output!r}): {exc}") from None
-            specs[op.output] = TensorSpec(op.output, res.dtype, res.shape)
             visible.add(op.output)
         for name in sg.outputs:
             if name not in visible:

@@ -35,6 +35,7 @@ assert _WHOLE.size == _LAYOUT[-1][2] + 4
 _STRING_FIELDS = {"neff_build_version": 128, "name": 256}
 _BYTES_FIELDS = {"hash": 32, "uuid": 16, "tpb_per_node": 64}
 _INT_BITS = {"Q": 64, "I": 32}
+_STRING_INDEXES = tuple(i for i, (name, _, _) in enumerate(_LAYOUT) if name in _STRING_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,12 @@ class NeffHeader:
     @staticmethod
     def unpack(data: bytes | bytearray | memoryview) -> "NeffHeader":
         """Read the first 1024 bytes; NeffError (NRT_INVALID) when fewer are given."""
-        buf = bytes(data[:HEADER_SIZE])
-        if len(buf) < HEADER_SIZE:
+        if len(data) < HEADER_SIZE:
             raise invalid(f"Invalid NEFF data size: file is {len(data)} bytes, shorter than the {HEADER_SIZE}-byte header")
-        values = dict(zip((name for name, _, _ in _LAYOUT), _WHOLE.unpack_from(buf)))
-        for name in _STRING_FIELDS:
-            values[name] = values[name].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-        return NeffHeader(**values)
+        values = list(_WHOLE.unpack_from(data))      # in field order (checked below the class)
+        for i in _STRING_INDEXES:
+            values[i] = values[i].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        return NeffHeader(*values)
 
     def as_dict(self) -> dict[str, object]:
         """JSON-friendly view: byte fields as hex, tpb_per_node as a list of counts."""
@@ -121,3 +121,6 @@ class NeffHeader:
                 value = bytes.fromhex(value)
             values[key] = value
         return NeffHeader(**values)  # type: ignore[arg-type]
+
+
+assert tuple(f.name for f in fields(NeffHeader)) == tuple(name for name, _, _ in _LAYOUT)   # unpack passes them in order

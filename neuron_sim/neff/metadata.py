@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,29 +85,36 @@ def load_json(members: Mapping[str, bytes], name: str) -> Any:
         raise invalid(f"NEFF member {name} is not valid JSON: {exc}") from None
 
 
-def _dtype(value: Any, where: str) -> NrtDtype:
+def _text(where: str | Callable[[], str]) -> str:
+    """An error's location: given as is, or made only when an error needs it (loads check many values)."""
+    return where if isinstance(where, str) else where()
+
+
+def _dtype(value: Any, where: str | Callable[[], str]) -> NrtDtype:
     if not isinstance(value, str):
-        raise invalid(f"{where}: dtype must be a string, got {value!r}")
+        raise invalid(f"{_text(where)}: dtype must be a string, got {value!r}")
     try:
         code = nrt_dtype(value)
     except ValueError as exc:
-        raise invalid(f"{where}: {exc}") from None
+        raise invalid(f"{_text(where)}: {exc}") from None
     if code is NrtDtype.UNKNOWN:
-        raise invalid(f"{where}: dtype {value!r} has no size")
+        raise invalid(f"{_text(where)}: dtype {value!r} has no size")
     return code
 
 
-def _shape(value: Any, where: str) -> tuple[int, ...]:
+def _shape(value: Any, where: str | Callable[[], str]) -> tuple[int, ...]:
     if type(value) is list and all(type(d) is int and d >= 0 for d in value):     # as JSON gives it: one pass
         return tuple(value)
     if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value):
-        raise invalid(f"{where}: shape must be a list of non-negative integers, got {str(value)[:80]}")
+        raise invalid(f"{_text(where)}: shape must be a list of non-negative integers, got {str(value)[:80]}")
     return tuple(value)
 
 
-def _int(value: Any, where: str) -> int:
+def _int(value: Any, where: str | Callable[[], str]) -> int:
+    if type(value) is int and value >= 0:
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise invalid(f"{where} must be a non-negative integer, got {str(value)[:80]}")
+        raise invalid(f"{_text(where)} must be a non-negative integer, got {str(value)[:80]}")
     return value
 
 
@@ -155,7 +162,7 @@ def parse_io(doc: Any, member: str = "neff.json") -> tuple[tuple[IoTensor, ...],
             name = node.get("name")
         if not isinstance(name, str) or not name:
             raise invalid(f"{member}: node {node_id} has no usable name")
-        where = f"{member}: tensor {name!r}"
+        where = lambda: f"{member}: tensor {name!r}"  # noqa: E731
         dtype = _dtype(dltypes[eid], where)
         shape = _shape(shapes[eid], where)
         return IoTensor(name=name, usage=usage, dtype=dtype, shape=shape, size=tensor_size(dtype, shape))
@@ -209,11 +216,11 @@ def _check_signatures(meta: Any, inputs: list[IoTensor], outputs: list[IoTensor]
                 t = known.get((kind, name))
                 if t is None or not isinstance(spec, dict):
                     continue
-                where = f"{member}: metadata.signatures.{sig_name}.{kind}.{name}"
+                where = lambda: f"{member}: metadata.signatures.{sig_name}.{kind}.{name}"  # noqa: E731
                 if "dtype" in spec and _dtype(spec["dtype"], where) != t.dtype:
-                    raise invalid(f"{where}: dtype {spec['dtype']} disagrees with the graph's {dtype_name(t.dtype)}")
+                    raise invalid(f"{where()}: dtype {spec['dtype']} disagrees with the graph's {dtype_name(t.dtype)}")
                 if "shape" in spec and _shape(spec["shape"], where) != t.shape:
-                    raise invalid(f"{where}: shape {spec['shape']} disagrees with the graph's {list(t.shape)}")
+                    raise invalid(f"{where()}: shape {spec['shape']} disagrees with the graph's {list(t.shape)}")
 
 
 def kelf_members(doc: Any, members: Mapping[str, bytes]) -> list[str]:
@@ -264,14 +271,14 @@ def parse_def(doc: Any, member: str) -> DefSummary:
             raise invalid(f"{member}: var {name!r} needs a string 'type'")
         kind = var["type"]
         if kind in ("input", "output"):
-            io_vars[name] = (kind, _int(var.get("size"), f"{member}: var {name!r} size"))
+            io_vars[name] = (kind, _int(var.get("size"), lambda: f"{member}: var {name!r} size"))
         elif kind == "file":
-            file_bytes += _int(var.get("size", 0), f"{member}: var {name!r} size")
+            file_bytes += _int(var.get("size", 0), lambda: f"{member}: var {name!r} size")
             if isinstance(var.get("file_name"), str):
                 files.append(_member_path(member, var["file_name"]))
         elif kind == "virtual":
-            off = _int(var.get("backing_variable_off", 0), f"{member}: var {name!r} backing_variable_off")
-            scratch = max(scratch, off + _int(var.get("size", 0), f"{member}: var {name!r} size"))
+            off = _int(var.get("backing_variable_off", 0), lambda: f"{member}: var {name!r} backing_variable_off")
+            scratch = max(scratch, off + _int(var.get("size", 0), lambda: f"{member}: var {name!r} size"))
     return DefSummary(member=member, io_vars=io_vars, file_bytes=file_bytes, scratchpad_bytes=scratch,
                       files=tuple(files))
 
@@ -318,7 +325,7 @@ def check_tensor_map(doc: Any, member: str, tensors: Iterable[IoTensor]) -> dict
     for name, entry in doc.items():
         if not isinstance(entry, dict):
             raise invalid(f"{member}: entry {name!r} must be an object")
-        where = f"{member}: {name!r}"
+        where = lambda: f"{member}: {name!r}"  # noqa: E731
         if entry.get("is_const"):
             consts[name] = (_dtype(entry.get("dtype"), where), _shape(entry.get("tf_shape"), where))
             continue
@@ -326,11 +333,11 @@ def check_tensor_map(doc: Any, member: str, tensors: Iterable[IoTensor]) -> dict
         if t is None or entry.get("kind") not in ("input", "output"):
             continue
         if entry["kind"] != t.usage:
-            raise invalid(f"{where} is kind {entry['kind']} but neff.json lists it as an {t.usage}")
+            raise invalid(f"{where()} is kind {entry['kind']} but neff.json lists it as an {t.usage}")
         if "dtype" in entry and _dtype(entry["dtype"], where) != t.dtype:
-            raise invalid(f"{where}: dtype {entry['dtype']} disagrees with neff.json's {dtype_name(t.dtype)}")
+            raise invalid(f"{where()}: dtype {entry['dtype']} disagrees with neff.json's {dtype_name(t.dtype)}")
         if "tf_shape" in entry and _shape(entry["tf_shape"], where) != t.shape:
-            raise invalid(f"{where}: shape {entry['tf_shape']} disagrees with neff.json's {list(t.shape)}")
+            raise invalid(f"{where()}: shape {entry['tf_shape']} disagrees with neff.json's {list(t.shape)}")
     return consts
 
 

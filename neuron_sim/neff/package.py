@@ -112,10 +112,10 @@ _ZERO_BLOCK = bytes(512)
 
 
 def _zero(view: memoryview) -> bool:
-    """True when every byte of ``view`` is zero (no copy)."""
-    if len(view) == BLOCK:
-        return view == _ZERO_BLOCK
-    return not np.frombuffer(view, dtype=np.uint8).any() if len(view) else True
+    """True when every byte of ``view`` is zero (no copy of more than 64 KiB)."""
+    if len(view) <= 1 << 16:           # a tar's record padding: two small bytes objects beat a numpy reduction
+        return view.tobytes() == bytes(len(view))
+    return not np.frombuffer(view, dtype=np.uint8).any()
 
 
 def _octal(raw: bytes, where: str, pos: int) -> int:
@@ -145,12 +145,26 @@ def _header_size(tar: memoryview, pos: int) -> int:
 
 def _checked_size(raw: bytes, pos: int) -> int:
     """Data size of the 512-byte tar header ``raw`` (at offset ``pos``); NeffError when its checksum is wrong."""
-    stored = _octal(raw[148:156], "checksum of the tar header at offset {}", pos)
+    stored = _fixed_octal(raw, 148, 154)
+    if stored is None:
+        stored = _octal(raw[148:156], "checksum of the tar header at offset {}", pos)
     unsigned = sum(raw.translate(None, b"\0")) - sum(raw[148:156]) + 8 * 32   # zeros add nothing: drop them first
     if stored != unsigned and stored != unsigned - 256 * sum(b >= 128 for b in raw[:148] + raw[156:]):
         raise invalid(f"NEFF archive is damaged: the tar header at offset {pos} has a bad checksum "
                       f"(stored {stored}, computed {unsigned}); later members would be lost")
-    return _octal(raw[124:136], "size in the tar header at offset {}", pos)
+    size = _fixed_octal(raw, 124, 135)
+    return _octal(raw[124:136], "size in the tar header at offset {}", pos) if size is None else size
+
+
+def _fixed_octal(raw: bytes, start: int, nul: int) -> int | None:
+    """The octal number in ``raw[start:nul]`` when ``raw[nul]`` is its NUL terminator, as tar writers put it
+    (the value ``_octal`` gives that field); None for any other form (``_octal`` reads it or names the fault)."""
+    if raw[nul] == 0:
+        try:
+            return int(raw[start:nul], 8)      # fails on a NUL, a high-bit (base-256) byte or an all-space field
+        except ValueError:
+            return None
+    return None
 
 
 class _EndFinder:
@@ -174,10 +188,10 @@ class _EndFinder:
         return max_bytes if self.end is None else min(max_bytes, self.end + MAX_TRAILING_ZEROS)
 
 
-def _inflate(chunks: Iterable[memoryview], max_bytes: int) -> bytearray:
+def _inflate(chunks: Iterable[memoryview], max_bytes: int) -> bytes | bytearray:
     """Gunzip chunk by chunk into one buffer, stopping as soon as the tar inside is longer than allowed."""
     dec = zlib.decompressobj(wbits=31)
-    out = bytearray()
+    out: bytes | bytearray = bytearray()
     finder = _EndFinder()
     trailing: list[memoryview] = []
     limit = max_bytes
@@ -188,7 +202,12 @@ def _inflate(chunks: Iterable[memoryview], max_bytes: int) -> bytearray:
                 continue
             data: bytes | memoryview = chunk
             while data and not dec.eof:
-                out += dec.decompress(data, INFLATE_STEP)
+                got = dec.decompress(data, INFLATE_STEP)
+                if dec.eof and not out:
+                    out = got               # the whole archive in one step (small NEFFs): kept as is, not copied
+                else:
+                    out += got
+                del got                     # not held while the next step inflates
                 data = dec.unconsumed_tail
                 if len(out) > INFLATE_STEP:     # small archives are checked once, by parse_tar
                     limit = finder.limit(out, max_bytes)

@@ -126,7 +126,7 @@ _NPY_CANONICAL = re.compile(r"\{'descr': '([^'\\]*)', 'fortran_order': (True|Fal
 
 def _npy_header(raw: memoryview, member: str) -> tuple[np.dtype, bool, tuple[int, ...], int]:
     """(dtype, fortran order, shape, data offset) of a .npy member, parsed by pattern (never evaluated)."""
-    if bytes(raw[:6]) != _NPY_MAGIC or len(raw) < 10:
+    if len(raw) < 10 or raw[:6] != _NPY_MAGIC:
         raise ValueError("it does not start with the .npy magic")
     major = raw[6]
     if major == 1:
@@ -141,7 +141,7 @@ def _npy_header(raw: memoryview, member: str) -> tuple[np.dtype, bool, tuple[int
     canonical = _NPY_CANONICAL.fullmatch(text)
     if canonical is not None:
         descr, fortran, dims = canonical.groups()
-        return np.dtype(descr), fortran == "True", tuple(int(d) for d in dims.split(",") if d), start + hlen
+        return np.dtype(descr), fortran == "True", tuple([int(d) for d in dims.split(",") if d]), start + hlen
     if not _NPY_DICT.fullmatch(text):
         raise ValueError(f"header {text.strip()!r} is not a plain {{'descr', 'fortran_order', 'shape'}} dict")
     items = dict(_NPY_ITEM.findall(text))
@@ -173,8 +173,7 @@ def _load_npy(raw: memoryview, member: str, expected: tuple | None) -> np.ndarra
         if dtype != want_dtype or tuple(shape) != tuple(want_shape):
             raise invalid(f"NEFF member {member} is {dtype} {list(shape)} but tensor_map.json declares "
                           f"{dtype_name(expected[0])} {list(want_shape)}")
-    arr = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
-    return arr.reshape(shape, order="F" if fortran else "C")
+    return np.ndarray(shape, dtype, raw, offset, None, "F" if fortran else "C")   # a view: raw is read-only
 
 
 def _load_sim(members: Mapping[str, memoryview], header: NeffHeader, inputs: tuple[IoTensor, ...],
@@ -247,7 +246,7 @@ def _read(header: NeffHeader, file_size: int, chunks: Callable[[], Iterable[memo
     if not head:
         raise invalid("NEFF archive is empty (data_size 0)")
     members = read_archive(head, max_bytes=max_bytes, chunks=chunks())
-    ours = any(n.startswith("sim/") for n in members)
+    ours = GRAPH_MEMBER in members or any(n.startswith("sim/") for n in members)
 
     neff_doc = md.load_json(members, "neff.json")
     inputs, outputs = md.parse_io(neff_doc)
@@ -272,7 +271,8 @@ def _read(header: NeffHeader, file_size: int, chunks: Callable[[], Iterable[memo
     if ours:
         graph, weights = _load_sim(members, header, inputs, outputs, consts)
         constants = sum(w.nbytes for w in weights.values()) + graph.declared.constants_bytes
-        code = len(members[GRAPH_MEMBER]) + sum(len(v) for k, v in members.items() if _SG_MEMBER.match(k))
+        code = len(members[GRAPH_MEMBER]) + sum([len(v) for k, v in members.items()
+                                                 if k.startswith("sg") and _SG_MEMBER.match(k)])
         scratch = graph.declared.scratchpad_bytes
     else:
         constants = sum(d.file_bytes for d in defs)
@@ -285,7 +285,7 @@ def _read(header: NeffHeader, file_size: int, chunks: Callable[[], Iterable[memo
         inputs=inputs, outputs=outputs, graph=graph, weights=types.MappingProxyType(weights),
         constants_bytes=constants, code_bytes=code, scratchpad_bytes=scratch, hash_status=hash_status,
         members=tuple(sorted(members)), file_size=file_size,
-        unpacked_bytes=sum(len(v) for v in members.values()),
+        unpacked_bytes=sum(map(len, members.values())),
     )
 
 
