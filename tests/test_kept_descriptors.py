@@ -126,3 +126,17 @@ def test_a_symlink_planted_over_a_kept_file_is_refused_or_ignored_never_followed
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)              # nothing holds a lock on the victim
     finally:
         os.close(fd)
+
+
+def test_the_record_is_published_in_a_recreated_state_directory_right_after_init(machine):
+    import shutil
+    from neuron_sim.runtime.publish import read_runtimes
+    state_dir = _cycle()
+    shutil.rmtree(state_dir.parent)
+    assert nrt.nrt_init() == nrt.NRT_SUCCESS
+    try:
+        assert [r["pid"] for r in read_runtimes(state_dir)] == [os.getpid()]
+        assert len(list(state_dir.glob("rt-*.lock"))) == 1
+    finally:
+        nrt.nrt_close()
+    assert read_runtimes(state_dir) == []
