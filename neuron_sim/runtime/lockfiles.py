@@ -42,12 +42,14 @@ class LockFile:
 
     ``identity`` is the open file's (inode, device), taken when it was opened: ``names_same_file`` compares the
     path against it with one ``stat``, so a descriptor kept between runtimes is checked without an ``fstat``.
+    ``size`` lets a record rewritten under a lock held all along skip the ``fstat`` for a longer old tail.
     """
 
     path: Path | str
     fd: int
     writable: bool
     identity: tuple[int, int] | None = None
+    size: int | None = None         # the file's length as our last write left it, while we hold its lock
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -278,6 +280,7 @@ def is_held(lock: LockFile) -> bool:
 
 def unlock(lock: LockFile) -> None:
     """Drop the lock of this open file description (for every process sharing it) and close it."""
+    lock.size = None
     try:
         fcntl.flock(lock.fd, fcntl.LOCK_UN)
     finally:
@@ -288,11 +291,13 @@ def write_record(lock: LockFile, data: bytes) -> bool:
     """Replace the file's content with ``data``; False when it cannot be written (read-only, FIFO, full disk)."""
     if not lock.writable:
         return False
+    known, lock.size = lock.size, None
     try:
         if os.pwrite(lock.fd, data, 0) != len(data):
             return False
-        if os.fstat(lock.fd).st_size > len(data):     # a longer old record or garbage: cut its tail
-            os.ftruncate(lock.fd, len(data))
+        if (known is None or known > len(data)) and os.fstat(lock.fd).st_size > len(data):
+            os.ftruncate(lock.fd, len(data))          # a longer old record or garbage: cut its tail
+        lock.size = len(data)
         return True
     except OSError:
         return False
