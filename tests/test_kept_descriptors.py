@@ -140,3 +140,38 @@ def test_the_record_is_published_in_a_recreated_state_directory_right_after_init
     finally:
         nrt.nrt_close()
     assert read_runtimes(state_dir) == []
+
+
+def test_a_forked_child_never_shares_its_parents_spare_core_descriptors(tmp_path):
+    from neuron_sim.hardware.catalog import build_machine
+    from neuron_sim.runtime.reservation import CoresUnavailable, reserve
+    machine = build_machine(NAMESPACE)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir(mode=0o700)
+    holder = _holder(state_dir / "nc000.lock")                # core 0 busy: the parent keeps a spare descriptor
+    with reserve(state_dir, machine, visible=None, num_cores=1, runtime_version="t") as first:
+        assert first.logical_cores == (1,)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                              # the child: wait until the parent holds core 0
+        try:
+            holder.stdin.close()                              # the holder's pipe: only the parent ends it
+            os.close(write_end)
+            os.read(read_end, 1)
+            try:
+                reserve(state_dir, machine, visible=(0,), num_cores=0, runtime_version="t")
+                os._exit(1)                                   # both would own core 0
+            except CoresUnavailable:
+                os._exit(0)
+        except BaseException:
+            os._exit(2)
+    os.close(read_end)
+    holder.stdin.close()
+    holder.wait()
+    try:
+        with reserve(state_dir, machine, visible=None, num_cores=1, runtime_version="t") as second:
+            assert second.logical_cores == (0,)
+            os.write(write_end, b"x")
+            assert os.waitpid(pid, 0)[1] == 0
+    finally:
+        os.close(write_end)

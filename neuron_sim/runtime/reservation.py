@@ -31,6 +31,7 @@ descriptors of busy cores' lock files that the optimistic path keeps for its nex
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -95,7 +96,7 @@ class Reservation:
         owner = os.getpid() == self._owner_pid
         for lock in locks:
             if owner:
-                unlock(lock)
+                _unlock_to_spare(lock)                # this process's next nrt_init retries it without an open
             else:
                 lock.close()
 
@@ -285,9 +286,11 @@ def _unavailable(probe: _Probe, wanted: tuple[int, ...] | None, n: int) -> Cores
     return CoresUnavailable(message, requested, available, tuple(holders), _holder_lines(holders, machine))
 
 
-# Unlocked descriptors of busy cores' lock files, kept between reservations of this process: a later nrt_init
-# retries them without opening every file again. A descriptor that takes its lock leaves the cache.
+# Unlocked descriptors of core lock files (busy cores' and the cores this process released), kept between its
+# reservations: a later nrt_init retries them without opening every file again. A descriptor that takes its lock
+# leaves the cache. Only the latest state directory's are kept (a test suite's many directories leak none).
 _spare: dict[str, LockFile] = {}
+_spare_dir: list[str] = [""]
 _spare_lock = threading.Lock()
 
 
@@ -302,11 +305,41 @@ def _open_spare(path: str) -> LockFile:
     return open_for_locking(path)
 
 
+def _unlock_to_spare(lock: LockFile) -> None:
+    """Drop a held core lock (for every process sharing it) and keep the descriptor as a spare."""
+    lock.size = None
+    try:
+        fcntl.flock(lock.fd, fcntl.LOCK_UN)
+    except BaseException:
+        lock.close()
+        raise
+    _keep_spare(lock)
+
+
+def _forget_spares_in_child() -> None:
+    """A forked child never uses its parent's spare descriptors: the two would share one open file description,
+    so both would get its lock."""
+    for lock in _spare.values():
+        lock.close()
+    _spare.clear()
+    _spare_dir[0] = ""
+
+
+os.register_at_fork(after_in_child=_forget_spares_in_child)
+
+
 def _keep_spare(lock: LockFile) -> None:
+    path = os.fspath(lock.path)
+    directory = os.path.dirname(path)
     with _spare_lock:
-        old = _spare.get(lock.path)
-        _spare[lock.path] = lock
-    if old is not None and old is not lock:
+        if directory != _spare_dir[0]:
+            closing = list(_spare.values())
+            _spare.clear()
+            _spare_dir[0] = directory
+        else:
+            closing = [old for old in (_spare.get(path),) if old is not None and old is not lock]
+        _spare[path] = lock
+    for old in closing:
         old.close()
 
 
