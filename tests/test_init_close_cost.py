@@ -183,6 +183,21 @@ def test_the_configuration_is_parsed_once_per_set_of_neuron_variables():
             load_config({"NEURON_RT_NUM_CORES": "many"})
 
 
+def test_os_environ_is_keyed_by_its_neuron_variables_without_decoding_the_rest(monkeypatch):
+    monkeypatch.setenv("NEURON_RT_NUM_CORES", "3")
+    first = load_config()
+    monkeypatch.setenv("SOME_OTHER_VARIABLE", "x")
+    assert load_config() is first                                         # other variables do not matter
+    monkeypatch.setenv("NEURON_RT_NUM_CORES", "2")
+    assert load_config().num_cores == 2                                   # a changed value is parsed again
+    monkeypatch.setenv("NEURON_RT_VISIBLE_CORES", "1")
+    assert load_config().visible_cores == (1,)                            # so is a variable newly set
+    monkeypatch.delenv("NEURON_RT_VISIBLE_CORES")
+    assert load_config().visible_cores is None                            # and one removed
+    monkeypatch.setenv("NEURON_RT_NUM_CORES", "3")
+    assert load_config() == first
+
+
 def test_a_process_moving_between_state_directories_keeps_files_of_the_latest_only(trn1, tmp_path, monkeypatch):
     dirs = []
     for i in range(3):

@@ -150,7 +150,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> RuntimeConfig:
     parsed once per process (a warm nrt_init does not parse again; a malformed value is never cached).
     """
     environ = os.environ if environ is None else environ
-    key = tuple(sorted((k, v) for k, v in environ.items() if k.startswith("NEURON")))
+    key = _key(environ)
     config = _cache.get(key)
     if config is None:
         config = _parse(environ)
@@ -158,6 +158,15 @@ def load_config(environ: Mapping[str, str] | None = None) -> RuntimeConfig:
             _cache.pop(next(iter(_cache)))
         _cache[key] = config
     return config
+
+
+def _key(environ: Mapping[str, str]) -> tuple:
+    """The NEURON* variables set, in order; for os.environ read from its bytes table (no decoding of every
+    variable of the process, only the few that match)."""
+    data = getattr(environ, "_data", None) if environ is os.environ else None
+    if isinstance(data, dict) and os.supports_bytes_environ:
+        return tuple(sorted((k, v) for k, v in data.items() if k[:6] == b"NEURON"))
+    return tuple(sorted((k, v) for k, v in environ.items() if k.startswith("NEURON")))
 
 
 def _parse(environ: Mapping[str, str]) -> RuntimeConfig:

@@ -66,20 +66,44 @@ class _Bank:
     allocations: set[Allocation] = field(default_factory=set)
 
 
+class _Banks(dict):
+    """The _Bank of each HBM bank (device, bank) of a machine, made at its first use (KeyError for no such bank)."""
+
+    def __init__(self, capacities: dict[tuple[int, int], int]) -> None:
+        super().__init__()
+        self._capacities = capacities
+
+    def __missing__(self, key: tuple[int, int]) -> _Bank:
+        bank = self[key] = _Bank(capacity=self._capacities[key])
+        return bank
+
+
+_capacities: dict[int, tuple[Machine, dict[tuple[int, int], int]]] = {}
+
+
+def bank_capacities(machine: Machine) -> dict[tuple[int, int], int]:
+    """Capacity per (device, HBM bank) of ``machine``, computed once per machine object (read-only: shared)."""
+    found = _capacities.get(id(machine))
+    if found is None or found[0] is not machine:
+        if len(_capacities) >= 8:
+            _capacities.clear()
+        found = _capacities[id(machine)] = (machine, {(d.index, b.index): b.capacity for d in machine.devices
+                                                      for b in d.hbm_banks})
+    return found[1]
+
+
 class DeviceMemory:
     """Accounting for every HBM bank of a machine; thread-safe."""
 
     def __init__(self, machine: Machine, state_dir=None, reset_banks: frozenset[tuple[int, int]] = frozenset()) -> None:
         self._machine = machine
         self._lock = threading.Lock()
-        self._banks: dict[tuple[int, int], _Bank] = {
-            (d.index, b.index): _Bank(capacity=b.capacity) for d in machine.devices for b in d.hbm_banks
-        }
+        self._capacities = bank_capacities(machine)
+        self._banks = _Banks(self._capacities)          # a bank's _Bank is made at its first use
         self.neff_names: dict[int, str] = {}
         # bytes per (logical core id, category), kept current so stats never walk the allocations
         self._by_core: dict[int, dict[str, int]] = {}    # filled at a core's first allocation
-        self.ledger = (None if state_dir is None else
-                       MemoryLedger(state_dir, {k: b.capacity for k, b in self._banks.items()}, reset_banks))
+        self.ledger = (None if state_dir is None else MemoryLedger(state_dir, self._capacities, reset_banks))
 
     def close(self) -> None:
         """Leave the machine-wide ledger (idempotent)."""
@@ -179,13 +203,13 @@ class DeviceMemory:
         """Bytes the core may reach: its HBM bank's capacity less what other processes hold on that bank."""
         key = (core.device, core.hbm_bank)
         others = 0 if self.ledger is None else sum(e.nbytes for e in self.ledger.others(key))
-        return self._banks[key].capacity - others
+        return self._capacities[key] - others
 
     def last_known_limit(self, core: LogicalCore) -> int:
         """``core_limit`` as of this process's last ledger scan, without taking the ledger's lock (for publishing)."""
         key = (core.device, core.hbm_bank)
         others = 0 if self.ledger is None else self.ledger.seen_others.get(key, 0)
-        return self._banks[key].capacity - others
+        return self._capacities[key] - others
 
     def bank_used(self, device: int, bank: int) -> int:
         with self._lock:

@@ -21,6 +21,7 @@ import atexit
 import json
 import os
 import threading
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -268,6 +269,8 @@ atexit.register(_drop_kept_at_exit)             # a normal exit leaves no empty 
 
 def _same_file(path: Path, lock: LockFile) -> bool:
     """Whether ``path`` still names the file ``lock`` has open."""
+    if os.fspath(path) == os.fspath(lock.path):
+        return lock.names_same_file()
     try:
         on_disk, mine = os.stat(path, follow_symlinks=False), os.fstat(lock.fd)
     except OSError:
@@ -363,7 +366,7 @@ class MemoryLedger:
                  reset_banks: set[BankKey] | frozenset[BankKey] = frozenset()) -> None:
         self.state_dir = Path(state_dir)
         self.capacities = capacities
-        self.reserved: dict[BankKey, int] = {k: 0 for k in capacities}
+        self.reserved: dict[BankKey, int] = defaultdict(int)    # bytes per bank (0 until reserved)
         self.seen_others: dict[BankKey, int] = {}   # other processes' bytes per bank at our last scan
         self.cleared: list[MemoryEntry] = []        # what the reset at the claim took from ended processes
         self._reset_banks = set(reset_banks)        # NEURON_RT_RESET_CORES: cleared of leftovers at the claim
@@ -419,6 +422,8 @@ class MemoryLedger:
         """Take ``mem-<pid>[.<n>].ledger`` (call with ``memory.lock`` held); a stale record there is replaced."""
         kept = _take_kept(str(self.state_dir))
         if kept is not None:
+            if not any(self.reserved.values()):
+                return kept                           # it holds our empty record already (written by close)
             if write_record(kept, _encode(self._pid, self._command, self.reserved)):
                 return kept
             _drop(kept)

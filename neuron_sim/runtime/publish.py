@@ -56,10 +56,16 @@ def process_tag(rt: Any) -> str:
     return rt.config.process_tag or str(os.getpid())
 
 
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
 def _rss_bytes() -> int:
     try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return int(os.read(fd, 256).split()[1]) * _PAGE_BYTES
+        finally:
+            os.close(fd)
     except (OSError, ValueError, IndexError):
         return 0
 
@@ -136,14 +142,14 @@ class Publisher:
         self._warned = False
         self._write_lock = threading.Lock()
         # the reservation of this nrt_init made and checked the directory; a symlink there is refused by the open
-        self._dir = os.open(self._state_dir, _DIR_FLAGS)
-        kept = _take_kept(str(self._state_dir), self._dir)
+        kept = _take_kept(str(self._state_dir))
         if kept is None:
+            self._dir = os.open(self._state_dir, _DIR_FLAGS)
             self.name = f"rt-{pid}-{secrets.token_hex(6)}"
             self._lock_fd = self._take_liveness_lock()
+            self._monitor_probe = _open_monitor_lock(self._dir)
         else:
-            self.name, self._lock_fd = kept
-        self._monitor_probe = _open_monitor_lock(self._dir)
+            self.name, self._lock_fd, self._dir, self._monitor_probe = kept
         self.publish()
         ticker.schedule(TASK_NAME, self._tick, self._interval())
 
@@ -201,71 +207,94 @@ class Publisher:
                     os.unlink(self.name + ".json", dir_fd=self._dir)
                 except OSError:
                     pass
-                _keep(str(self._state_dir), self.name, self._lock_fd)
-            elif self._lock_fd >= 0:
-                os.close(self._lock_fd)
-            if self._monitor_probe >= 0:
-                os.close(self._monitor_probe)
-            os.close(self._dir)
+                _keep(str(self._state_dir), _Kept(self.name, self._lock_fd, self._dir, self._monitor_probe))
+            else:
+                _Kept(self.name, self._lock_fd, self._dir, self._monitor_probe).close()
             self._dir = -1
 
 
-# This process's liveness lock per state directory, kept held between its runtimes: a warm nrt_init reuses it
-# instead of creating, locking and renaming a file (and nrt_close unlinking it). Each runtime's record carries its
+# This process's liveness lock per state directory, kept held between its runtimes, with the directory's and
+# the monitor probe's descriptors: a warm nrt_init reuses them instead of opening the directory, creating,
+# locking and renaming a lock file and opening monitor.lock (and nrt_close unlinking the lock file). Each is
+# used again only while its name still is that very file (one ``stat`` each); each runtime's record carries its
 # own ``runtime`` number, so readers (``read_runtimes``: ``key``) tell the runtimes of one process apart. The lock
 # file goes when the process exits (atexit), or after a kill with the first reader that finds it unlocked.
-_kept: dict[str, tuple[str, int]] = {}      # state dir -> (record stem, held lock descriptor)
+class _Kept:
+    """A closed runtime's liveness lock (held), state directory and monitor probe descriptors."""
+
+    __slots__ = ("stem", "lock_fd", "dir_fd", "monitor_fd")
+
+    def __init__(self, stem: str, lock_fd: int, dir_fd: int, monitor_fd: int) -> None:
+        self.stem, self.lock_fd, self.dir_fd, self.monitor_fd = stem, lock_fd, dir_fd, monitor_fd
+
+    def close(self) -> None:
+        for fd in (self.lock_fd, self.monitor_fd, self.dir_fd):
+            if fd >= 0:
+                os.close(fd)
+
+
+_kept: dict[str, _Kept] = {}                # state dir -> what its last runtime kept
 _kept_lock = threading.Lock()
 _runtime_numbers = itertools.count(1)
 
 
-def _take_kept(state_dir: str, dir_fd: int) -> tuple[str, int] | None:
+def _names(fd: int, name: str, dir_fd: int | None = None) -> bool:
+    """Whether ``name`` (relative to ``dir_fd``) still names the file ``fd`` has open, not following a symlink."""
+    try:
+        on_disk, mine = os.stat(name, dir_fd=dir_fd, follow_symlinks=False), os.fstat(fd)
+    except OSError:
+        return False
+    return (on_disk.st_ino, on_disk.st_dev) == (mine.st_ino, mine.st_dev)
+
+
+def _take_kept(state_dir: str) -> tuple[str, int, int, int] | None:
+    """(stem, lock fd, dir fd, monitor probe fd) kept for ``state_dir`` while they still are its files, else None
+    (whatever was kept is then closed: its lock file goes with the next reader)."""
     with _kept_lock:
         kept = _kept.pop(state_dir, None)
     if kept is None:
         return None
-    stem, fd = kept
-    try:
-        on_disk, mine = os.stat(f"{stem}.lock", dir_fd=dir_fd, follow_symlinks=False), os.fstat(fd)
-        if (on_disk.st_ino, on_disk.st_dev) == (mine.st_ino, mine.st_dev):
-            return kept
-    except OSError:
-        pass
-    os.close(fd)                                    # removed or replaced meanwhile: take a new one
+    if _names(kept.dir_fd, state_dir) and _names(kept.lock_fd, f"{kept.stem}.lock", kept.dir_fd):
+        if kept.monitor_fd < 0 or not _names(kept.monitor_fd, MONITOR_LOCK_NAME, kept.dir_fd):
+            if kept.monitor_fd >= 0:
+                os.close(kept.monitor_fd)
+            kept.monitor_fd = _open_monitor_lock(kept.dir_fd)
+        return kept.stem, kept.lock_fd, kept.dir_fd, kept.monitor_fd
+    kept.close()                                    # removed or replaced meanwhile: take new ones
     return None
 
 
-def _keep(state_dir: str, stem: str, fd: int) -> None:
+def _keep(state_dir: str, kept: _Kept) -> None:
     """Keep this lock for the next runtime; only the latest state directory's (a process that moves between
     machines or state directories, as a test suite does, holds one lock file, not one per directory)."""
     with _kept_lock:
-        old = [(d, k) for d, k in _kept.items() if k[1] != fd]
+        old = [(d, k) for d, k in _kept.items() if k is not kept]
         _kept.clear()
-        _kept[state_dir] = (stem, fd)
+        _kept[state_dir] = kept
     for d, k in old:
-        _drop(d, *k)
+        _drop(d, k)
 
 
-def _drop(state_dir: str, stem: str, fd: int) -> None:
-    """Remove a kept lock file (its record was already removed), then drop its flock."""
+def _drop(state_dir: str, kept: _Kept) -> None:
+    """Remove a kept lock file (its record was already removed) from its directory, then drop its flock."""
     try:
-        os.unlink(os.path.join(state_dir, f"{stem}.lock"))
+        os.unlink(f"{kept.stem}.lock", dir_fd=kept.dir_fd)
     except OSError:
         pass
-    os.close(fd)
+    kept.close()
 
 
 def _drop_kept_at_exit() -> None:
     with _kept_lock:
         kept = list(_kept.items())
         _kept.clear()
-    for state_dir, (stem, fd) in kept:
-        _drop(state_dir, stem, fd)
+    for state_dir, k in kept:
+        _drop(state_dir, k)
 
 
 def _forget_kept_in_child() -> None:
-    for _, fd in _kept.values():
-        os.close(fd)                                # the parent's: its flock stays with the parent
+    for k in _kept.values():
+        k.close()                                   # the parent's: its flock stays with the parent
     _kept.clear()
 
 
@@ -277,8 +306,12 @@ def _write_atomic(dir_fd: int, name: str, data: bytes) -> None:
     temp = f".{name}.{secrets.token_hex(4)}.tmp"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o644, dir_fd=dir_fd)
     try:
-        with os.fdopen(fd, "wb", closefd=True) as f:
-            f.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:

@@ -31,6 +31,7 @@ descriptors of busy cores' lock files that the optimistic path keeps for its nex
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -45,7 +46,7 @@ from neuron_sim.runtime.holder_records import (
     unknown_holder,
 )
 from neuron_sim.runtime.lockfiles import (
-    AllocationLock, LockFile, core_lock_path, ensure_state_dir, is_held, open_for_locking, open_for_probing,
+    AllocationLock, LockFile, core_lock_name, core_lock_path, ensure_state_dir, is_held, open_for_locking, open_for_probing,
     read_record, try_lock_exclusive, unlock, write_record,
 )
 from neuron_sim.status import NrtError, NrtStatus
@@ -95,7 +96,7 @@ class Reservation:
         owner = os.getpid() == self._owner_pid
         for lock in locks:
             if owner:
-                unlock(lock)
+                _unlock_to_spare(lock)                # this process's next nrt_init retries it without an open
             else:
                 lock.close()
 
@@ -121,7 +122,15 @@ def machine_namespace(machine: Machine) -> str:
 
 def default_root() -> Path:
     """The state root when NEURON_SIM_STATE_DIR is unset: ``<tmp>/neuron_sim-<uid>``, a predictable name."""
-    return Path(tempfile.gettempdir()) / f"neuron_sim-{os.getuid()}"
+    return Path(_default_root_name())
+
+
+def _default_root_name() -> str:
+    return os.path.join(tempfile.gettempdir(), f"neuron_sim-{os.getuid()}")
+
+
+# default_state_dir per (setting, working directory, catalog machine): a warm nrt_init builds no Path
+_state_dirs: dict[tuple[str, str, str, str], Path] = {}
 
 
 def default_state_dir(machine: Machine, environ: Mapping[str, str] | None = None) -> Path:
@@ -131,6 +140,19 @@ def default_state_dir(machine: Machine, environ: Mapping[str, str] | None = None
     """
     env = os.environ if environ is None else environ
     base = env.get(STATE_DIR_VARIABLE, "")
+    if machine.source != "catalog" or base.startswith("~"):
+        return _state_dir(machine, base)
+    key = (base, "" if base.startswith("/") else os.getcwd(), machine.instance_type, tempfile.gettempdir())
+    found = _state_dirs.get(key)
+    if found is None:
+        found = _state_dir(machine, base)
+        if len(_state_dirs) >= 16:
+            _state_dirs.clear()
+        _state_dirs[key] = found
+    return found
+
+
+def _state_dir(machine: Machine, base: str) -> Path:
     if not base:
         return default_root() / machine_namespace(machine)
     expanded = os.path.expanduser(base)
@@ -264,41 +286,69 @@ def _unavailable(probe: _Probe, wanted: tuple[int, ...] | None, n: int) -> Cores
     return CoresUnavailable(message, requested, available, tuple(holders), _holder_lines(holders, machine))
 
 
-# Unlocked descriptors of busy cores' lock files, kept between reservations of this process: a later nrt_init
-# retries them without opening every file again. A descriptor that takes its lock leaves the cache.
-_spare: dict[Path, LockFile] = {}
+# Unlocked descriptors of core lock files (busy cores' and the cores this process released), kept between its
+# reservations: a later nrt_init retries them without opening every file again. A descriptor that takes its lock
+# leaves the cache. Only the latest state directory's are kept (a test suite's many directories leak none).
+_spare: dict[str, LockFile] = {}
+_spare_dir: list[str] = [""]
 _spare_lock = threading.Lock()
 
 
-def _open_spare(path: Path) -> LockFile:
-    """The kept descriptor of ``path`` while the name still is that very file, else a fresh open."""
+def _open_spare(path: str) -> LockFile:
+    """The kept descriptor of ``path`` while the name still is that very file (one ``stat``), else a fresh open."""
     with _spare_lock:
         lock = _spare.pop(path, None)
     if lock is not None:
-        try:
-            on_disk, mine = os.stat(path, follow_symlinks=False), os.fstat(lock.fd)
-            if (on_disk.st_ino, on_disk.st_dev) == (mine.st_ino, mine.st_dev):
-                return lock
-        except OSError:
-            pass
+        if lock.names_same_file():
+            return lock
         lock.close()                                  # replaced or removed: never lock a file no one else sees
     return open_for_locking(path)
 
 
+def _unlock_to_spare(lock: LockFile) -> None:
+    """Drop a held core lock (for every process sharing it) and keep the descriptor as a spare."""
+    lock.size = None
+    try:
+        fcntl.flock(lock.fd, fcntl.LOCK_UN)
+    except BaseException:
+        lock.close()
+        raise
+    _keep_spare(lock)
+
+
+def _forget_spares_in_child() -> None:
+    """A forked child never uses its parent's spare descriptors: the two would share one open file description,
+    so both would get its lock."""
+    for lock in _spare.values():
+        lock.close()
+    _spare.clear()
+    _spare_dir[0] = ""
+
+
+os.register_at_fork(after_in_child=_forget_spares_in_child)
+
+
 def _keep_spare(lock: LockFile) -> None:
+    path = os.fspath(lock.path)
+    directory = os.path.dirname(path)
     with _spare_lock:
-        old = _spare.get(lock.path)
-        _spare[lock.path] = lock
-    if old is not None and old is not lock:
+        if directory != _spare_dir[0]:
+            closing = list(_spare.values())
+            _spare.clear()
+            _spare_dir[0] = directory
+        else:
+            closing = [old for old in (_spare.get(path),) if old is not None and old is not lock]
+        _spare[path] = lock
+    for old in closing:
         old.close()
 
 
-def _try_take(state_dir: Path, cores: tuple[LogicalCore, ...], held: list[LockFile]) -> int:
+def _try_take(state_dir: str, cores: tuple[LogicalCore, ...], held: list[LockFile]) -> int:
     """Lock every physical core of ``cores`` without waiting, appending to ``held``; the index of the first logical
     core that could not be taken (its locks and those after it are not held), or len(cores) when all were."""
     for i, core in enumerate(cores):
         for phys in core.physical_ids:
-            lock = _open_spare(core_lock_path(state_dir, phys))
+            lock = _open_spare(core_lock_name(state_dir, phys))
             if not try_lock_exclusive(lock):
                 _keep_spare(lock)
                 return i
@@ -318,14 +368,15 @@ def _take_optimistically(state_dir: Path, machine: Machine, wanted: tuple[int, .
     if n > len(cores):
         return None
     starts = [wanted[0]] if wanted is not None else range(len(cores) - n + 1)
-    with AllocationLock(state_dir, shared=True):
+    directory = str(state_dir)
+    with AllocationLock(directory, shared=True):
         start_at = 0
         for start in starts:
             if start < start_at:
                 continue
             held: list[LockFile] = []
             try:
-                got = _try_take(state_dir, cores[start:start + n], held)
+                got = _try_take(directory, cores[start:start + n], held)
             except BaseException:
                 for lock in held:
                     unlock(lock)
@@ -349,8 +400,10 @@ def reserve(state_dir: Path, machine: Machine, *, visible: tuple[int, ...] | Non
     """Take ``visible`` (all or nothing), else the first ``num_cores`` contiguous free cores (0 = all of them)."""
     wanted = _check_request(machine, visible, num_cores)
     n = len(wanted) if wanted is not None else (num_cores or machine.total_cores)
-    state_dir = Path(state_dir)
-    ensure_state_dir(state_dir, private_parent=state_dir.parent == default_root())
+    if not isinstance(state_dir, Path):
+        state_dir = Path(state_dir)
+    directory = str(state_dir)
+    ensure_state_dir(directory, private_parent=os.path.dirname(directory) == _default_root_name())
     identity = (os.getpid(), process_command(), process_start_time())
     taken = _take_optimistically(state_dir, machine, wanted, n, identity, runtime_version)
     if taken is not None:
