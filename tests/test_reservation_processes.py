@@ -240,3 +240,14 @@ def test_wrong_permissions_repaired_and_foreign_files_still_lock(tmp_path):
             assert out["foreign"] == [[0, [5]]]                 # locked through a read-only descriptor: unknown
     finally:
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.mark.parametrize("round_", range(4))
+def test_eight_two_core_processes_started_together_fill_sixteen_cores(tmp_path, workers, round_):
+    """Racing takers never leave holes: eight NUM_CORES=2 processes started at once on 16 cores all get a run,
+    and the runs are the first-fit ones (a taker that skipped a run another was half-way through taking would
+    leave a one-core hole and refuse the last process)."""
+    eight = [workers(tmp_path, INF1, "--num-cores", "2") for _ in range(8)]
+    got = [w.event() for w in eight]
+    assert [e["event"] for e in got] == ["reserved"] * 8, [e.get("message") for e in got]
+    assert sorted(e["logical"] for e in got) == [[2 * i, 2 * i + 1] for i in range(8)]

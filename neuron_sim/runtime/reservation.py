@@ -358,18 +358,19 @@ def _try_take(state_dir: str, cores: tuple[LogicalCore, ...], held: list[LockFil
 
 def _take_optimistically(state_dir: Path, machine: Machine, wanted: tuple[int, ...] | None, n: int,
                          identity: tuple[int, str, float], runtime_version: str) -> Reservation | None:
-    """The fast path: take free cores with per-core non-blocking locks, without a scan under the exclusive mutex.
+    """The fast path: take free cores with per-core non-blocking locks, without reading any holder's record.
 
-    Runs under the *shared* allocation lock, so it never overlaps the exact path or a lister (both exclusive); two
-    optimistic takers can only make each other skip a core or fall back. No core is ever held twice: flock is the
-    owner. None when this path found nothing (the caller then takes the exact path, which decides and explains).
+    Runs under the allocation lock held *exclusively* but briefly (one non-blocking try per core until a free run):
+    two takers that ran side by side under a shared lock could make each other skip a run they each saw half
+    taken, leaving holes that break first fit (five 3-core processes on 16 cores, one refused). No core is ever
+    held twice: flock is the owner. None when this path found nothing (the exact path then decides and explains).
     """
     cores = machine.cores
     if n > len(cores):
         return None
     starts = [wanted[0]] if wanted is not None else range(len(cores) - n + 1)
     directory = str(state_dir)
-    with AllocationLock(directory, shared=True):
+    with AllocationLock(directory):                # exclusive: takers never see each other's half-taken runs
         start_at = 0
         for start in starts:
             if start < start_at:
