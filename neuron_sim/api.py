@@ -30,6 +30,7 @@ from neuron_sim.runtime import interface as rt
 from neuron_sim.status import NrtError, NrtStatus
 
 _PLACEMENTS = {"device": rt.Placement.DEVICE, "host": rt.Placement.HOST, "virtual": rt.Placement.VIRTUAL}
+_NUM_ERR = NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR    # a global: cheaper than the enum's attribute per call
 _MULTICORE = -2      # nc_count of multicore_context: every visible core, resolved at load time
 _placement: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("neuron_sim_placement",
                                                                                     default=None)
@@ -135,7 +136,7 @@ class Model:
     def __call__(self, **arrays: Any) -> dict[str, np.ndarray]:
         """Execute on numpy inputs (converted as the module docstring says); returns copies of the outputs."""
         status, result = rt.run_arrays(self.handle, arrays)
-        if status == NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR:
+        if status == _NUM_ERR:
             raise NumericalError(f"model {self.name} completed with numerical errors (NaN in outputs)", result)
         return result
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from neuron_sim.dtypes import dtype_name
 from neuron_sim.nrtlog import fail
-from neuron_sim.runtime import execution, xu
+from neuron_sim.runtime import execution, faults, trace, xu
 from neuron_sim.runtime.core import Runtime
 from neuron_sim.runtime.models import Binding, Model, check_model
 from neuron_sim.runtime.tensors import Placement, TensorSet
@@ -37,13 +37,15 @@ _FN = "nrt_execute"
 class Pair:
     """One call's input and output tensors, with their typed views and the execution bound to them once."""
 
-    __slots__ = ("ins", "outs", "in_views", "out_views", "req")
+    __slots__ = ("ins", "outs", "in_views", "out_views", "req", "exact")
 
     def __init__(self, ins: TensorSet, outs: TensorSet, model: Model) -> None:
         self.ins, self.outs = ins, outs
         self.in_views = tuple((b, ins[b.name].view(b.dtype, b.shape)) for b in model.inputs)
         self.out_views = tuple((b.name, outs[b.name].view(b.dtype, b.shape)) for b in model.outputs)
         self.req: execution.Prepared | None = None   # bound at the pair's first call (its tensors never change)
+        # per input: name, dtype, shape, view, for the common case of an array that needs no conversion
+        self.exact = tuple((b.name, b.dtype, b.shape, view) for b, view in self.in_views)
 
 
 class _Pool:
@@ -181,19 +183,36 @@ def _outputs(pair: Pair) -> dict[str, np.ndarray]:
 
 
 def run(rt: Runtime, model: Model, arrays: Mapping[str, Any]) -> tuple[NrtStatus, dict[str, np.ndarray]]:
-    """Execute once on numpy inputs; returns the status (SUCCESS or NUM_ERR) and copies of the outputs."""
+    """Execute once on numpy inputs; returns the status (SUCCESS or NUM_ERR) and copies of the outputs.
+
+    The hot path of the Pythonic face, in one frame: inputs that are arrays of the model's dtype and shape
+    are copied in with no further checks (anything else takes ``_bind``'s checks and conversions), and a
+    pair's kept request runs directly as ``execution.run_kept`` would run it.
+    """
     pool = model.array_pool or _pool(model)
     try:
         pair = pool.idle.pop()
     except IndexError:
         pair = _allocate(rt, model)
     try:
-        _bind(model, arrays, pair, pool.names)
+        exact = pair.exact
+        if len(arrays) == len(exact):
+            for name, dtype, shape, view in exact:
+                value = arrays.get(name)
+                if type(value) is np.ndarray and value.dtype == dtype and value.shape == shape:
+                    view[...] = value
+                else:
+                    _bind(model, arrays, pair, pool.names)
+                    break
+        else:
+            _bind(model, arrays, pair, pool.names)
         req = pair.req
         if req is None:
             req = pair.req = execution.bind(rt, model, pair.ins, pair.outs)
         if req is None:                                # a replicated load: execute picks the copy
             status = execution.execute(rt, model, pair.ins, pair.outs)
+        elif req.checked is not None and trace.recorder is None and faults.active is None:
+            status = execution.run_direct(rt, req)
         else:
             status = execution.run_kept(rt, req)
         views = pair.out_views

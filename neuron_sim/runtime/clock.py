@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 
 
 class Timeline:
@@ -64,41 +65,80 @@ def reserve_all(timelines: tuple[Timeline, ...], earliest: float, duration: floa
     return start, end
 
 
+class _ThreadTime:
+    """One host thread's simulated time. When its thread ends (its thread-local state goes), the time it
+    reached is folded into ``_Times.retired``, so the process-wide ``now`` never moves backwards."""
+
+    __slots__ = ("t", "times", "__weakref__")
+
+    def __init__(self, times: _Times) -> None:
+        self.t = 0.0
+        self.times = times
+
+    def __del__(self) -> None:
+        self.times.retire(self.t)
+
+
+class _Times:
+    """Every host thread's simulated time: the live threads' cells, and the latest any ended thread reached.
+
+    A thread writes only its own cell (no lock on the hot path); ``latest`` reads them all (rarely called:
+    traces, the demo), which is why the process-wide time is computed rather than kept.
+    """
+
+    def __init__(self) -> None:
+        self.live: weakref.WeakSet[_ThreadTime] = weakref.WeakSet()
+        self.retired = 0.0
+        self.lock = threading.RLock()      # reentrant: a cell may be finalised while its thread holds it
+
+    def add(self, cell: _ThreadTime) -> None:
+        with self.lock:
+            self.live.add(cell)
+
+    def retire(self, t: float) -> None:
+        with self.lock:
+            if t > self.retired:
+                self.retired = t
+
+    def latest(self) -> float:
+        with self.lock:
+            return max([self.retired, *(cell.t for cell in list(self.live))])
+
+
+class _PerThread(threading.local):
+    """The calling thread's ``_ThreadTime``, made and registered at its first use."""
+
+    def __init__(self, times: _Times) -> None:
+        self.time = _ThreadTime(times)
+        times.add(self.time)
+
+
 class VirtualClock:
     """Simulated seconds that advance only when the runtime (or ``advance``) says so; a 30 s timeout costs nothing."""
 
     kind = "virtual"
 
     def __init__(self) -> None:
-        self._latest = 0.0
-        self._host = threading.local()
-        self._lock = threading.Lock()
+        self._times = _Times()
+        self._host = _PerThread(self._times)
 
     def now(self) -> float:
         """The process-wide simulated time: the latest any thread has reached."""
-        return self._latest
+        return self._times.latest()
 
     def thread_now(self) -> float:
         """The calling thread's simulated time (0 for a thread that never waited)."""
-        return getattr(self._host, "t", 0.0)
+        return self._host.time.t
 
     def wait_until(self, t: float) -> None:
         """The calling thread waits for the device until simulated time ``t`` (never backwards); no wall time."""
-        host = self._host
-        if t > getattr(host, "t", 0.0):
-            host.t = t
-            if t > self._latest:
-                with self._lock:
-                    if t > self._latest:
-                        self._latest = t
+        cell = self._host.time
+        if t > cell.t:
+            cell.t = t
 
     def reach(self, t: float) -> None:
         """``wait_until(t)`` for a caller that knows its thread's time is not after ``t`` (the hot path)."""
-        self._host.t = t
-        if t > self._latest:
-            with self._lock:
-                if t > self._latest:
-                    self._latest = t
+        self._host.time.t = t
 
     def advance(self, seconds: float) -> None:
         """Count ``seconds`` of host work on the calling thread (host work is otherwise free)."""

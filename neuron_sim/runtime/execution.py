@@ -89,6 +89,9 @@ def prepare(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) ->
     return Prepared(model, in_t, out_t, in_v, out_v)
 
 
+_SUCCESS, _NUM_ERR = NrtStatus.SUCCESS, NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR   # a global is cheaper than
+# an enum's class attribute (about 0.1 µs each on the hot path)
+
 BINDINGS_PER_MODEL = 4      # (input set, output set) pairs a model keeps checked and bound
 
 
@@ -263,10 +266,10 @@ def run_direct(rt: Runtime, req: Prepared) -> NrtStatus:
         rt.latency_samples.append((end - submitted, duration))   # published by runtime.publish
         if not nan:
             stats["completed"] += 1
-            return NrtStatus.SUCCESS
+            return _SUCCESS
         stats["completed_with_num_err"] += 1
     numerical.report(rt.config, model, req.outputs)
-    return NrtStatus.EXEC_COMPLETED_WITH_NUM_ERR
+    return _NUM_ERR
 
 
 def execute(rt: Runtime, model: Model, inputs: TensorSet, outputs: TensorSet) -> NrtStatus:
