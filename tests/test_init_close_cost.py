@@ -134,7 +134,7 @@ def test_a_process_that_exits_normally_leaves_no_ledger_file(trn1):
 
 
 def test_runtimes_of_one_process_share_its_liveness_lock_and_are_told_apart(trn1):
-    keys, stems = [], set()
+    keys, stems, inodes = [], set(), set()
     for _ in range(2):
         assert nrt.nrt_init() == nrt.NRT_SUCCESS
         rt = lifecycle.current("test")
@@ -142,10 +142,14 @@ def test_runtimes_of_one_process_share_its_liveness_lock_and_are_told_apart(trn1
         [record] = publish.read_runtimes(directory)
         keys.append(record["key"])
         stems.add(rt.publisher.name)
+        inodes.add((directory / f"{rt.publisher.name}.json").stat().st_ino)
         nrt.nrt_close()
-        assert publish.read_runtimes(directory) == []                      # the record goes at nrt_close
-        assert [p.name for p in directory.glob("rt-*")] == [f"{rt.publisher.name}.lock"]   # the lock stays held
+        assert publish.read_runtimes(directory) == []                      # a closed runtime is not listed
+        name = rt.publisher.name
+        assert sorted(p.name for p in directory.glob("rt-*")) == [f"{name}.json", f"{name}.lock"]   # both kept
+        assert json.loads((directory / f"{name}.json").read_text()) == {"closed": True}
     assert len(stems) == 1 and len(set(keys)) == 2                         # one lock file, two runtimes
+    assert len(inodes) == 1                                                # the record rewritten in place
 
 
 def test_a_warm_init_reuses_the_process_ledger_file(trn1):
@@ -206,4 +210,4 @@ def test_a_process_moving_between_state_directories_keeps_files_of_the_latest_on
         dirs.append(lifecycle.current("test").reservation.state_dir)
         nrt.nrt_close()
     left = [sorted(p.name.split("-")[0] for p in d.iterdir() if p.name.startswith(("mem-", "rt-"))) for d in dirs]
-    assert left == [[], [], ["mem", "rt"]]               # earlier directories' kept files were deleted
+    assert left == [[], [], ["mem", "rt", "rt"]]         # earlier directories' kept files were deleted

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -192,3 +193,105 @@ def test_a_symlinked_machine_directory_is_not_published_into(trn1, tmp_path, mon
     assert nrt.nrt_init(nrt.NRT_FRAMEWORK_TYPE_NO_FW, "", "") == nrt.NRT_FAILURE   # the state dir is refused
     assert list(target.iterdir()) == []                                             # nothing written through it
     assert publish.read_runtimes(root / "trn1.2xlarge") == []
+
+
+REWRITER = r"""
+import os, sys, time
+import neuron_sim
+from neuron_sim.runtime import lifecycle
+seconds = float(sys.argv[1])
+with neuron_sim.Runtime() as rt:
+    pub = lifecycle.current("rewriter").publisher
+    models, i = [], 0
+    os.write(1, b"ready\n")
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:      # records of changing size: 0..3 models, rewritten as fast as possible
+        if len(models) < 3 and i % 7 < 4:
+            models.append(rt.load(sys.argv[2]))
+        elif models:
+            models.pop().unload()
+        pub.publish()
+        i += 1
+    os.write(1, f"{i}\n".encode())
+    sys.stdin.read()                   # the runtime stays open until the reader is done
+"""
+
+
+def test_a_record_rewritten_in_place_is_never_read_half_written(trn1):
+    """A real process rewrites its record (sizes changing) as fast as it can while this one reads: every read
+    finds the process with a whole record (in place under flock: never torn, never missing)."""
+    env = dict(os.environ, PYTHONPATH=str(TESTS.parent))
+    writer = subprocess.Popen([sys.executable, "-c", REWRITER, "1.5", str(MLP)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, env=env)
+    try:
+        assert writer.stdout.readline() == b"ready\n"
+        machine_dir = _machine_dir()
+        reads, sizes = 0, set()
+        while not select.select([writer.stdout], [], [], 0)[0]:     # until it says how many rewrites it did
+            records = [r for r in publish.read_runtimes(machine_dir) if r["pid"] == writer.pid]
+            assert len(records) == 1, (reads, records)
+            sizes.add(len(records[0]["models"]))
+            reads += 1
+        rewrites = int(writer.stdout.readline())
+    finally:
+        writer.kill()
+        writer.wait()
+    assert reads > 50 and rewrites > 100 and sizes >= {0, 1, 2}
+
+
+def _machine_dir() -> Path:
+    from neuron_sim.hardware.select import select_machine
+    return default_state_dir(select_machine("trn1.2xlarge", None, None))
+
+
+def test_a_reader_stuck_on_the_record_never_stalls_the_runtime(trn1):
+    """A reader that holds the record's shared lock (stopped mid-read): publishing creates the record anew
+    instead of waiting, and nrt_close removes it; both in bounded time."""
+    import fcntl
+    assert nrt.nrt_init() == nrt.NRT_SUCCESS
+    closed = False
+    try:
+        pub = lifecycle.current("test").publisher
+        path = state_dir() / f"{pub.name}.json"
+        stuck = os.open(path, os.O_RDONLY)
+        fcntl.flock(stuck, fcntl.LOCK_SH)
+        inode = path.stat().st_ino
+        t0 = time.monotonic()
+        pub.publish()
+        assert path.stat().st_ino != inode                           # created anew beside the stuck reader
+        [record] = publish.read_runtimes(state_dir())
+        assert record["pid"] == os.getpid()
+        os.close(stuck)
+        stuck = os.open(path, os.O_RDONLY)
+        fcntl.flock(stuck, fcntl.LOCK_SH)
+        nrt.nrt_close()
+        closed = True
+        assert time.monotonic() - t0 < 5
+        assert not path.exists()                                     # could not be marked closed: removed
+        os.close(stuck)
+        assert nrt.nrt_init() == nrt.NRT_SUCCESS                     # the next runtime creates it again
+        [record] = publish.read_runtimes(state_dir())
+        assert record["pid"] == os.getpid()
+    finally:
+        if not closed:
+            nrt.nrt_close()
+    nrt.nrt_close()
+
+
+def test_a_writer_stopped_mid_write_does_not_stall_readers(trn1):
+    """A record held exclusively (its writer stopped mid-rewrite) is read without its lock after a few ms:
+    the reader still returns, and a whole record is listed."""
+    import fcntl
+    assert nrt.nrt_init() == nrt.NRT_SUCCESS
+    try:
+        pub = lifecycle.current("test").publisher
+        path = state_dir() / f"{pub.name}.json"
+        writer = os.open(path, os.O_RDONLY)
+        fcntl.flock(writer, fcntl.LOCK_EX)
+        t0 = time.monotonic()
+        [record] = publish.read_runtimes(state_dir())
+        waited = time.monotonic() - t0
+        os.close(writer)
+        assert record["pid"] == os.getpid() and waited < 2
+    finally:
+        nrt.nrt_close()

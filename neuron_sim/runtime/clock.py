@@ -76,7 +76,7 @@ class _ThreadTime:
         self.times = times
 
     def __del__(self) -> None:
-        self.times.retire(self.t)
+        self.times.retire(self)
 
 
 class _Times:
@@ -86,23 +86,27 @@ class _Times:
     traces, the demo), which is why the process-wide time is computed rather than kept.
     """
 
+    __slots__ = ("live", "retired", "lock")
+
     def __init__(self) -> None:
-        self.live: weakref.WeakSet[_ThreadTime] = weakref.WeakSet()
+        self.live: dict[int, weakref.ref[_ThreadTime]] = {}    # id(cell) -> cell, for the live threads
         self.retired = 0.0
         self.lock = threading.RLock()      # reentrant: a cell may be finalised while its thread holds it
 
     def add(self, cell: _ThreadTime) -> None:
         with self.lock:
-            self.live.add(cell)
+            self.live[id(cell)] = weakref.ref(cell)
 
-    def retire(self, t: float) -> None:
+    def retire(self, cell: _ThreadTime) -> None:
         with self.lock:
-            if t > self.retired:
-                self.retired = t
+            self.live.pop(id(cell), None)
+            if cell.t > self.retired:
+                self.retired = cell.t
 
     def latest(self) -> float:
         with self.lock:
-            return max([self.retired, *(cell.t for cell in list(self.live))])
+            cells = [ref() for ref in self.live.values()]
+            return max([self.retired, *(cell.t for cell in cells if cell is not None)])
 
 
 class _PerThread(threading.local):

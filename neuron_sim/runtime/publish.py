@@ -4,9 +4,15 @@ The record says what neuron-ls, neuron-monitor and neuron-top show: pid, command
 version, cores held, loaded models with their device memory, device memory by category per core, the per-core
 execution counters and simulated busy time, recent latencies, the calls the fault plan failed and the process's
 CPU time. nrt_init writes the first record; the process's ticker thread (``runtime.ticker``, no thread of
-its own) rewrites it (temp file + rename, never following a symlink, never outside the state directory) every
-``SLOW_INTERVAL_S``, or every ``FAST_INTERVAL_S`` while a monitor holds ``monitor.lock``. The execute path
-only appends one latency sample to a bounded deque and bumps counters it already kept.
+its own) rewrites it every ``SLOW_INTERVAL_S``, or every ``FAST_INTERVAL_S`` while a monitor holds
+``monitor.lock``. The execute path only appends one latency sample to a bounded deque and bumps counters it
+already kept.
+
+The record file is created once per process (temp file + rename, never following a symlink, never outside the
+state directory) and then rewritten in place under an exclusive flock, which readers take shared: a reader sees
+the old or the new record, never a mix. A closed runtime leaves ``{"closed": true}`` there for the process's next
+runtime to overwrite. In place because a rename over an existing file costs ~0.3 ms of the directory's lock on
+ext4 (its data is flushed first), which every other process's init in that directory then waits for.
 
 Liveness works like core reservation: the process holds an exclusive flock on ``rt-<pid>-<token>.lock`` from its
 first nrt_init until it exits (kept between its runtimes, whose records carry a ``runtime`` number), so the kernel
@@ -59,13 +65,20 @@ def process_tag(rt: Any) -> str:
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
+_statm = (-1, -1)           # (pid, descriptor of that process's /proc/self/statm), kept open between records
+
+
 def _rss_bytes() -> int:
+    """The process's resident bytes (from /proc/self/statm, kept open: a record is written every second)."""
+    global _statm
+    pid, fd = _statm
     try:
-        fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            return int(os.read(fd, 256).split()[1]) * _PAGE_BYTES
-        finally:
-            os.close(fd)
+        if pid != os.getpid():                  # first use, or a forked child (the parent's file names the parent)
+            if fd >= 0:
+                os.close(fd)                    # the child's copy of the parent's
+            fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+            _statm = (os.getpid(), fd)
+        return int(os.pread(fd, 256, 0).split()[1]) * _PAGE_BYTES
     except (OSError, ValueError, IndexError):
         return 0
 
@@ -148,8 +161,9 @@ class Publisher:
             self.name = f"rt-{pid}-{secrets.token_hex(6)}"
             self._lock_fd = self._take_liveness_lock()
             self._monitor_probe = _open_monitor_lock(self._dir)
+            self._record = -1
         else:
-            self.name, self._lock_fd, self._dir, self._monitor_probe = kept
+            self.name, self._lock_fd, self._dir, self._monitor_probe, self._record = kept
         self.publish()
         ticker.schedule(TASK_NAME, self._tick, self._interval())
 
@@ -175,14 +189,24 @@ class Publisher:
                 return
             try:
                 record = snapshot(self._rt, self._identity, self._drain_latencies())
-                data = json.dumps(record, separators=(",", ":")).encode("utf-8")
-                _write_atomic(self._dir, f"{self.name}.json", data)
+                self._write(json.dumps(record, separators=(",", ":")).encode("utf-8"))
             except OSError as exc:
                 if not self._warned:
                     self._warned = True
                     from neuron_sim import nrtlog
                     nrtlog.warn("NRT", "nrt_publish", f"Cannot publish runtime state in {self._state_dir} "
                                 f"({exc.strerror or exc}); neuron-ls/monitor/top will not see this process")
+
+    def _write(self, data: bytes) -> None:
+        """Rewrite the record in place while its name still is that file; else (the first time, a file removed or
+        replaced meanwhile, a reader stuck on it) create it anew, replacing whatever is at its name."""
+        name = f"{self.name}.json"
+        if self._record >= 0 and _names(self._record, name, self._dir) and _rewrite(self._record, data):
+            return
+        if self._record >= 0:
+            os.close(self._record)
+            self._record = -1
+        self._record = _create(self._dir, name, data)
 
     def _interval(self) -> float:
         return FAST_INTERVAL_S if _monitor_attached(self._monitor_probe) else SLOW_INTERVAL_S
@@ -202,14 +226,19 @@ class Publisher:
         with self._write_lock:
             if self._dir < 0:
                 return
+            kept = _Kept(self.name, self._lock_fd, self._dir, self._monitor_probe, self._record)
             if os.getpid() == self._owner_pid:
-                try:
-                    os.unlink(self.name + ".json", dir_fd=self._dir)
-                except OSError:
-                    pass
-                _keep(str(self._state_dir), _Kept(self.name, self._lock_fd, self._dir, self._monitor_probe))
+                if kept.record_fd < 0 or not _rewrite(kept.record_fd, _CLOSED):
+                    try:                    # no record, or a reader stuck on it: remove it (readers see it go)
+                        os.unlink(self.name + ".json", dir_fd=self._dir)
+                    except OSError:
+                        pass
+                    if kept.record_fd >= 0:
+                        os.close(kept.record_fd)
+                        kept.record_fd = -1
+                _keep(str(self._state_dir), kept)
             else:
-                _Kept(self.name, self._lock_fd, self._dir, self._monitor_probe).close()
+                kept.close()
             self._dir = -1
 
 
@@ -220,15 +249,16 @@ class Publisher:
 # own ``runtime`` number, so readers (``read_runtimes``: ``key``) tell the runtimes of one process apart. The lock
 # file goes when the process exits (atexit), or after a kill with the first reader that finds it unlocked.
 class _Kept:
-    """A closed runtime's liveness lock (held), state directory and monitor probe descriptors."""
+    """A closed runtime's liveness lock (held), state directory, monitor probe and record descriptors."""
 
-    __slots__ = ("stem", "lock_fd", "dir_fd", "monitor_fd")
+    __slots__ = ("stem", "lock_fd", "dir_fd", "monitor_fd", "record_fd")
 
-    def __init__(self, stem: str, lock_fd: int, dir_fd: int, monitor_fd: int) -> None:
+    def __init__(self, stem: str, lock_fd: int, dir_fd: int, monitor_fd: int, record_fd: int) -> None:
         self.stem, self.lock_fd, self.dir_fd, self.monitor_fd = stem, lock_fd, dir_fd, monitor_fd
+        self.record_fd = record_fd
 
     def close(self) -> None:
-        for fd in (self.lock_fd, self.monitor_fd, self.dir_fd):
+        for fd in (self.lock_fd, self.monitor_fd, self.record_fd, self.dir_fd):
             if fd >= 0:
                 os.close(fd)
 
@@ -247,9 +277,9 @@ def _names(fd: int, name: str, dir_fd: int | None = None) -> bool:
     return (on_disk.st_ino, on_disk.st_dev) == (mine.st_ino, mine.st_dev)
 
 
-def _take_kept(state_dir: str) -> tuple[str, int, int, int] | None:
-    """(stem, lock fd, dir fd, monitor probe fd) kept for ``state_dir`` while they still are its files, else None
-    (whatever was kept is then closed: its lock file goes with the next reader)."""
+def _take_kept(state_dir: str) -> tuple[str, int, int, int, int] | None:
+    """(stem, lock fd, dir fd, monitor probe fd, record fd or -1) kept for ``state_dir`` while they still are its
+    files, else None (whatever was kept is then closed: its lock file goes with the next reader)."""
     with _kept_lock:
         kept = _kept.pop(state_dir, None)
     if kept is None:
@@ -259,7 +289,10 @@ def _take_kept(state_dir: str) -> tuple[str, int, int, int] | None:
             if kept.monitor_fd >= 0:
                 os.close(kept.monitor_fd)
             kept.monitor_fd = _open_monitor_lock(kept.dir_fd)
-        return kept.stem, kept.lock_fd, kept.dir_fd, kept.monitor_fd
+        if kept.record_fd >= 0 and not _names(kept.record_fd, f"{kept.stem}.json", kept.dir_fd):
+            os.close(kept.record_fd)                # removed or replaced: the next publish creates it anew
+            kept.record_fd = -1
+        return kept.stem, kept.lock_fd, kept.dir_fd, kept.monitor_fd, kept.record_fd
     kept.close()                                    # removed or replaced meanwhile: take new ones
     return None
 
@@ -276,11 +309,12 @@ def _keep(state_dir: str, kept: _Kept) -> None:
 
 
 def _drop(state_dir: str, kept: _Kept) -> None:
-    """Remove a kept lock file (its record was already removed) from its directory, then drop its flock."""
-    try:
-        os.unlink(f"{kept.stem}.lock", dir_fd=kept.dir_fd)
-    except OSError:
-        pass
+    """Remove a kept record (a closed one) and lock file from their directory, then drop the flock."""
+    for suffix in (".json", ".lock"):
+        try:
+            os.unlink(f"{kept.stem}{suffix}", dir_fd=kept.dir_fd)
+        except OSError:
+            pass
     kept.close()
 
 
@@ -302,23 +336,58 @@ os.register_at_fork(after_in_child=_forget_kept_in_child)
 atexit.register(_drop_kept_at_exit)
 
 
-def _write_atomic(dir_fd: int, name: str, data: bytes) -> None:
+_CLOSED = b'{"closed":true}'           # what a closed runtime leaves in its record for the next one
+_LOCK_TRIES = 50                       # a reader or writer holds a record's flock for microseconds: try this
+_LOCK_PAUSE_S = 0.0002                 # many times this apart, then give up (a stopped process must not stall us)
+
+
+def _create(dir_fd: int, name: str, data: bytes) -> int:
+    """Create the record ``name`` holding ``data`` (temp file + rename: readers never see it half written);
+    returns its descriptor, open for the in-place rewrites that follow."""
     temp = f".{name}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o644, dir_fd=dir_fd)
+    fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o644, dir_fd=dir_fd)
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+        _write_all(fd, data)
         os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
+        os.close(fd)
         try:
             os.unlink(temp, dir_fd=dir_fd)
         except OSError:
             pass
         raise
+    return fd
+
+
+def _rewrite(fd: int, data: bytes) -> bool:
+    """Replace the record's content under its exclusive flock; False when readers keep it locked."""
+    if not _flock(fd, fcntl.LOCK_EX):
+        return False
+    try:
+        _write_all(fd, data)
+        os.ftruncate(fd, len(data))
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view, offset = memoryview(data), 0
+    while offset < len(data):
+        offset += os.pwrite(fd, view[offset:], offset)
+
+
+def _flock(fd: int, kind: int) -> bool:
+    """Take ``kind`` (shared or exclusive) on ``fd`` without ever blocking for long."""
+    for attempt in range(_LOCK_TRIES):
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            time.sleep(_LOCK_PAUSE_S)
+        except OSError:
+            return False
+    return False
 
 
 def _open_monitor_lock(dir_fd: int) -> int:
@@ -359,6 +428,7 @@ class MonitorAttachment:
 
 
 def _read_bounded(dir_fd: int, name: str) -> bytes | None:
+    """A record's bytes, read under its shared flock (so never half rewritten); None when it cannot be read."""
     try:
         fd = os.open(name, os.O_RDONLY | _FILE_FLAGS, dir_fd=dir_fd)
     except OSError:
@@ -367,11 +437,12 @@ def _read_bounded(dir_fd: int, name: str) -> bytes | None:
         st = os.fstat(fd)
         if not (st.st_mode & 0o170000 == 0o100000) or st.st_size > MAX_STATE_BYTES:
             return None
+        _flock(fd, fcntl.LOCK_SH)           # not taken (a writer stopped mid-write): the JSON check decides
         return os.read(fd, MAX_STATE_BYTES + 1)
     except OSError:
         return None
     finally:
-        os.close(fd)
+        os.close(fd)                        # drops the shared flock with it
 
 
 def _valid(record: object, pid: int) -> bool:
