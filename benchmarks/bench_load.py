@@ -95,6 +95,10 @@ if mode == "nrt_load":
     assert nrt.nrt_init() == 0
     status, model = nrt.nrt_load(data)
     assert status == 0, status
+elif mode == "load_path":                  # the Pythonic face's rt.load(path): streamed from the file
+    import neuron_sim
+    rt = neuron_sim.Runtime().start()
+    model = rt.load(path)
 elif mode == "read_neff_file":
     neff = read_neff_file(path)
 else:
@@ -168,6 +172,7 @@ def main() -> int:
               f"(generated in {time.perf_counter() - t0:.0f} s; target <= 2x; the file's bytes plus the unpacked "
               f"archive the weights are views of: {floor:.2f}x)")
         for mode, what in (("nrt_load", "read the file + nrt_load(bytes)"),
+                           ("load_path", "Runtime.load(path) (streamed)"),
                            ("read_neff_file", "read_neff_file (streamed)"),
                            ("baseline", "read + gunzip + untar (stdlib)")):
             peak = peak_over_baseline(mode, big)

@@ -245,6 +245,7 @@ def rows_load(big_mib: int) -> list[Row]:
         size = big.stat().st_size
         floor = (size + bench_load.unpacked_size(big)) / size
         peaks = [bench_load.peak_over_baseline("nrt_load", big) / size for _ in range(1 if QUICK else 3)]
+        streamed = [bench_load.peak_over_baseline("load_path", big) / size for _ in range(1 if QUICK else 3)]
     now, noise = spread(peaks)
     added = now - 1.0
     rows.append(Row(f"peak memory of nrt_load of a {size / (1 << 20):.0f} MiB NEFF, multiple of the file", now,
@@ -253,6 +254,10 @@ def rows_load(big_mib: int) -> list[Row]:
                     "caller's) + the unpacked archive the weights are views of (gzip shrinks random float32 "
                     "weights by ~7%, so that floor is above 2x); 'added' = the peak above the caller's bytes",
                     f"{now:.3f}x (floor {floor:.3f}x, added {added:.3f}x)", floor=floor))
+    now, noise = spread(streamed)
+    rows.append(Row(f"peak memory of Runtime.load(path) of the same NEFF, multiple of the file", now, 2.0, "x",
+                    noise, "as above, the NEFF loaded from its path: read in 1 MiB steps, the caller holds no copy",
+                    f"{now:.3f}x"))
     return rows
 
 

@@ -43,6 +43,19 @@ def read_neff_file(path: Any) -> bytes:
     return interface.read_neff_file(path)
 
 
+def check_readable(path: Any) -> None:
+    """OSError naming the cause unless ``path`` is a regular file this process can open."""
+    interface.neff_file_size(path)
+
+
+def load_file(path: Any, core_id: int, context: str) -> Any:
+    """Load the NEFF at ``path`` (streamed when large: no copy of the file held)."""
+    try:
+        return interface.load_file(path, core_id, -1)
+    except NrtError as exc:
+        raise _with_context(exc, context) from None
+
+
 def load(neff: bytes, core_id: int, context: str, source: str | None = None) -> Any:
     try:
         return interface.load(neff, core_id, -1, source=source)

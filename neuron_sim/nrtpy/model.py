@@ -82,14 +82,14 @@ class NrtpyModel:
         runtime = SESSION.start()
         context = f"Failed to load model {path}"
         try:
-            data = _backend.read_neff_file(path)
+            data = _backend.read_neff_file(path) if cc_enabled else _backend.check_readable(path)
         except OSError as exc:
             raise face_error(NrtStatus.FAILURE, "nrt_load", f"{context}: cannot read the NEFF file "
                                                             f"({exc.strerror})") from None
         if cc_enabled:
             handle = _backend.load_collectives(data, core_id, rank_id, world_size, context)
         else:
-            handle = _backend.load(data, core_id, context, source=str(path))
+            handle = _backend.load_file(path, core_id, context)
         return cls(handle, name if name is not None else path.stem, path, core_id, runtime)
 
     def _model(self, function: str) -> Any:

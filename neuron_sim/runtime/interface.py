@@ -60,7 +60,7 @@ __all__ = [
     "internal_error",
     "init", "close", "state", "total_nc_count", "visible_nc_count", "instance_info", "version", "status_string",
     "machine", "config", "clock", "global_core_ids",
-    "load", "load_file", "load_collectives", "unload", "model_nc_count", "model_start_nc", "model_instance_count",
+    "load", "load_file", "neff_file_size", "load_collectives", "unload", "model_nc_count", "model_start_nc", "model_instance_count",
     "model_copies", "model_tensor_info", "loaded_models",
     "tensor_allocate", "tensor_allocate_empty", "tensor_free", "tensor_read", "tensor_write", "tensor_read_batch",
     "tensor_write_batch", "tensor_copy", "tensor_memset", "tensor_slice", "tensor_attach_buffer", "tensor_size",
@@ -237,15 +237,24 @@ def read_neff_file(path: str | os.PathLike) -> bytes:
         return handle.read()
 
 
+def neff_file_size(path: str | os.PathLike) -> int:
+    """The size of a NEFF file; OSError naming the cause unless it is a regular file this process can open."""
+    fd = open_regular(path, "a NEFF")
+    try:
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
 def load_file(path: str | os.PathLike, vnc: int = -1, vnc_count: int = -1) -> Model:
-    """Load a NEFF file; the path names it in log lines (``vnc_count`` as for ``load``)."""
+    """Load a NEFF file, streamed when it is large (no copy of the file held); the path names it in log lines
+    (``vnc_count`` as for ``load``)."""
     rt = _live("nrt_load")
     try:
-        data = read_neff_file(path)
+        return models.load_path(rt, os.fspath(path), neff_file_size(path), vnc, vnc_count)
     except (OSError, ValueError) as exc:
         raise fail(NrtStatus.INVALID, "NRT", "nrt_load",
                    f"Cannot read NEFF {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    return models.load(rt, data, vnc, vnc_count, source=str(path))
 
 
 def load_collectives(neff: Any, vnc: int, vnc_count: int, ctx_device_id: int, ctx_device_count: int) -> Model:

@@ -23,6 +23,7 @@ copies, cached durations), each ``Model``, and the ``models`` and ``scratchpad``
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import weakref
 from collections.abc import Iterator
@@ -36,8 +37,9 @@ from neuron_sim.compute.cost import estimate_duration
 from neuron_sim.compute.interpreter import CompiledGraph
 from neuron_sim.dtypes import numpy_dtype
 from neuron_sim.neff.errors import NeffError
-from neuron_sim.neff.reader import Neff, read_neff
+from neuron_sim.neff.reader import Neff, read_neff, read_neff_file
 from neuron_sim.nrtlog import fail
+from neuron_sim.regular_files import open_regular
 from neuron_sim.runtime import faults, neff_cache, trace
 from neuron_sim.runtime.clock import reserve_all
 from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
@@ -169,6 +171,32 @@ def loaded(rt: Runtime) -> list[Model]:
 
 def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = None) -> Model:
     """Read and check a NEFF, place it (``vnc_count`` > 0 replicates), account its memory, charge its load time."""
+    _check_counts(rt, vnc, vnc_count)
+    if isinstance(data, np.ndarray):
+        data = memoryview(data)
+    config = rt.config
+    known = neff_cache.entry(data, (config.validate_hash, config.max_neff_bytes),
+                             lambda: _read(data, config.validate_hash, config.max_neff_bytes, source))
+    return _load(rt, known, len(data), vnc, vnc_count)
+
+
+def load_path(rt: Runtime, path: str, size: int, vnc: int, vnc_count: int = -1) -> Model:
+    """``load`` of the NEFF file at ``path`` (``size`` bytes, a regular file): a small one is read whole (the
+    cache of NEFFs knows its bytes), a larger one streamed in steps, so no copy of the file is ever held."""
+    if size <= neff_cache.ENTRY_MAX_BYTES:
+        with os.fdopen(open_regular(path, "a NEFF"), "rb") as handle:
+            return load(rt, handle.read(), vnc, vnc_count, source=path)
+    _check_counts(rt, vnc, vnc_count)
+    config = rt.config
+    try:
+        neff = read_neff_file(path, validate_hash=config.validate_hash, max_bytes=config.max_neff_bytes)
+    except NeffError as exc:
+        nrtlog.error("NEFF", "neff_parse", exc.message)
+        raise _load_failed(exc.status, exc.message, path) from None
+    return _load(rt, neff_cache.Entry(neff), neff.file_size, vnc, vnc_count)
+
+
+def _check_counts(rt: Runtime, vnc: int, vnc_count: int) -> None:
     fn = "nrt_load"
     if isinstance(vnc, bool) or not isinstance(vnc, int) or vnc < -1:
         raise fail(NrtStatus.INVALID, "NRT", fn, f"Invalid start NeuronCore {vnc!r}: expected -1 (automatic "
@@ -176,11 +204,10 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
     if isinstance(vnc_count, bool) or not isinstance(vnc_count, int) or vnc_count == 0 or vnc_count < -1:
         raise fail(NrtStatus.INVALID, "NRT", fn, f"Invalid NeuronCore count {vnc_count!r}: expected -1 (the cores "
                    "one copy needs) or a count >= 1 (floor(count / cores per copy) copies)")
-    if isinstance(data, np.ndarray):
-        data = memoryview(data)
-    config = rt.config
-    known = neff_cache.entry(data, (config.validate_hash, config.max_neff_bytes),
-                             lambda: _read(data, config.validate_hash, config.max_neff_bytes, source))
+
+
+def _load(rt: Runtime, known: neff_cache.Entry, file_bytes: int, vnc: int, vnc_count: int) -> Model:
+    fn = "nrt_load"
     neff = known.neff
     _check_architecture(rt, neff)
     _check_lnc(rt, neff)
@@ -200,7 +227,7 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
         if len(copies) > 1:
             for m in copies:
                 m.copies = tuple(copies)
-        cost = load_time(rt, neff, len(data))
+        cost = load_time(rt, neff, file_bytes)
         _charge_load(rt, copies, cost)
     model = copies[0]
     if nrtlog.enabled("INFO", "NRT"):        # the line is built only when it is written
