@@ -48,7 +48,8 @@ from neuron_sim.regular_files import open_regular
 from neuron_sim.dtypes import NrtDtype, numpy_dtype
 from neuron_sim import nrtlog
 from neuron_sim.nrtlog import fail
-from neuron_sim.runtime import arrays, async_exec, execution, faults, lifecycle, models, references, trace
+from neuron_sim.runtime import (arrays, async_exec, execution, faults, lifecycle, models, neff_cache, references,
+                                trace)
 from neuron_sim.runtime.core import Runtime, as_bytes, preview, visible_count_for
 from neuron_sim.runtime.memory import format_bytes
 from neuron_sim.runtime.models import Model
@@ -251,10 +252,15 @@ def load_file(path: str | os.PathLike, vnc: int = -1, vnc_count: int = -1) -> Mo
     (``vnc_count`` as for ``load``)."""
     rt = _live("nrt_load")
     try:
-        return models.load_path(rt, os.fspath(path), neff_file_size(path), vnc, vnc_count)
+        with os.fdopen(open_regular(path, "a NEFF"), "rb") as handle:
+            small = os.fstat(handle.fileno()).st_size <= neff_cache.ENTRY_MAX_BYTES
+            data = handle.read() if small else None     # small: read whole, so the cache of NEFFs knows it
     except (OSError, ValueError) as exc:
         raise fail(NrtStatus.INVALID, "NRT", "nrt_load",
                    f"Cannot read NEFF {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if data is None:
+        return models.load_streamed(rt, os.fspath(path), vnc, vnc_count)
+    return models.load(rt, data, vnc, vnc_count, source=str(path))
 
 
 def load_collectives(neff: Any, vnc: int, vnc_count: int, ctx_device_id: int, ctx_device_count: int) -> Model:

@@ -23,10 +23,9 @@ copies, cached durations), each ``Model``, and the ``models`` and ``scratchpad``
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,7 +38,6 @@ from neuron_sim.dtypes import numpy_dtype
 from neuron_sim.neff.errors import NeffError
 from neuron_sim.neff.reader import Neff, read_neff, read_neff_file
 from neuron_sim.nrtlog import fail
-from neuron_sim.regular_files import open_regular
 from neuron_sim.runtime import faults, neff_cache, trace
 from neuron_sim.runtime.clock import reserve_all
 from neuron_sim.runtime.memory import Allocation, OutOfDeviceMemory
@@ -176,23 +174,18 @@ def load(rt: Runtime, data, vnc: int, vnc_count: int = -1, source: str | None = 
         data = memoryview(data)
     config = rt.config
     known = neff_cache.entry(data, (config.validate_hash, config.max_neff_bytes),
-                             lambda: _read(data, config.validate_hash, config.max_neff_bytes, source))
+                             lambda: _read(lambda: read_neff(data, validate_hash=config.validate_hash,
+                                                             max_bytes=config.max_neff_bytes), source))
     return _load(rt, known, len(data), vnc, vnc_count)
 
 
-def load_path(rt: Runtime, path: str, size: int, vnc: int, vnc_count: int = -1) -> Model:
-    """``load`` of the NEFF file at ``path`` (``size`` bytes, a regular file): a small one is read whole (the
-    cache of NEFFs knows its bytes), a larger one streamed in steps, so no copy of the file is ever held."""
-    if size <= neff_cache.ENTRY_MAX_BYTES:
-        with os.fdopen(open_regular(path, "a NEFF"), "rb") as handle:
-            return load(rt, handle.read(), vnc, vnc_count, source=path)
+def load_streamed(rt: Runtime, path: str, vnc: int, vnc_count: int = -1) -> Model:
+    """``load`` of the NEFF file at ``path`` read in steps, so no copy of the file is ever held (for files the
+    cache of NEFFs would not keep anyway: a small one is better read whole and given to ``load``)."""
     _check_counts(rt, vnc, vnc_count)
     config = rt.config
-    try:
-        neff = read_neff_file(path, validate_hash=config.validate_hash, max_bytes=config.max_neff_bytes)
-    except NeffError as exc:
-        nrtlog.error("NEFF", "neff_parse", exc.message)
-        raise _load_failed(exc.status, exc.message, path) from None
+    neff = _read(lambda: read_neff_file(path, validate_hash=config.validate_hash, max_bytes=config.max_neff_bytes),
+                 path)
     return _load(rt, neff_cache.Entry(neff), neff.file_size, vnc, vnc_count)
 
 
@@ -238,10 +231,10 @@ def _load(rt: Runtime, known: neff_cache.Entry, file_bytes: int, vnc: int, vnc_c
     return model
 
 
-def _read(data, validate_hash: bool, max_bytes: int, source: str | None) -> Neff:
-    """read_neff, its failures logged and raised as libnrt reports them."""
+def _read(reader: Callable[[], Neff], source: str | None) -> Neff:
+    """``reader()`` (read_neff of bytes or of a file), its failures logged and raised as libnrt reports them."""
     try:
-        return read_neff(data, validate_hash=validate_hash, max_bytes=max_bytes)
+        return reader()
     except NeffError as exc:
         nrtlog.error("NEFF", "neff_parse", exc.message)
         raise _load_failed(exc.status, exc.message, source or "<buffer>") from None

@@ -279,7 +279,8 @@ def _names(fd: int, name: str, dir_fd: int | None = None) -> bool:
 
 def _take_kept(state_dir: str) -> tuple[str, int, int, int, int] | None:
     """(stem, lock fd, dir fd, monitor probe fd, record fd or -1) kept for ``state_dir`` while they still are its
-    files, else None (whatever was kept is then closed: its lock file goes with the next reader)."""
+    files, else None (whatever was kept is then closed: its lock file goes with the next reader). The record's
+    descriptor is checked by each write (``Publisher._write``)."""
     with _kept_lock:
         kept = _kept.pop(state_dir, None)
     if kept is None:
@@ -289,9 +290,6 @@ def _take_kept(state_dir: str) -> tuple[str, int, int, int, int] | None:
             if kept.monitor_fd >= 0:
                 os.close(kept.monitor_fd)
             kept.monitor_fd = _open_monitor_lock(kept.dir_fd)
-        if kept.record_fd >= 0 and not _names(kept.record_fd, f"{kept.stem}.json", kept.dir_fd):
-            os.close(kept.record_fd)                # removed or replaced: the next publish creates it anew
-            kept.record_fd = -1
         return kept.stem, kept.lock_fd, kept.dir_fd, kept.monitor_fd, kept.record_fd
     kept.close()                                    # removed or replaced meanwhile: take new ones
     return None
@@ -379,7 +377,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _flock(fd: int, kind: int) -> bool:
     """Take ``kind`` (shared or exclusive) on ``fd`` without ever blocking for long."""
-    for attempt in range(_LOCK_TRIES):
+    for _ in range(_LOCK_TRIES):
         try:
             fcntl.flock(fd, kind | fcntl.LOCK_NB)
             return True
